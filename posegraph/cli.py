@@ -1,0 +1,59 @@
+"""Command line: `runner.py GRAPH [options]`, `runner.py check GRAPH`, `runner.py draw GRAPH -o FILE`.
+
+Exit codes: 0 the graph ran to its end (or was stopped and drained), 1 a node failed,
+2 the graph file or the command line is wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .spec import SpecError, load_graph
+
+USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--duration S] [--metrics FILE.json]
+       runner.py check GRAPH [--set ID.PARAM=VALUE ...]
+       runner.py draw GRAPH [-o graph.png]"""
+
+
+def _parser(prog: str, command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, usage=USAGE, description="Run a PoseGraph dataflow graph.")
+    parser.add_argument("graph", help="the graph's YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.PARAM=VALUE",
+                        help="override a node parameter (repeatable)")
+    if command == "run":
+        parser.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop each source after N frames")
+        parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds, draining")
+        parser.add_argument("--metrics", default=None, metavar="FILE.json", help="write per-node metrics here at the end")
+        parser.add_argument("--no-live", action="store_true", help="no live table, even on a terminal")
+    if command == "draw":
+        parser.add_argument("-o", "--output", default="graph.png", help="picture to write (png, svg or pdf)")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in ("check", "draw", "run") else "run"
+    if argv and argv[0] in ("check", "draw", "run"):
+        argv = argv[1:]
+    args = _parser(prog, command).parse_args(argv)
+    try:
+        spec = load_graph(args.graph, args.overrides)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if command == "check":
+        print(f"{args.graph}: ok ({len(spec.nodes)} nodes, {sum(n.replicas for n in spec.nodes.values())} processes)")
+        return 0
+    if command == "draw":
+        from .draw import draw_graph
+
+        draw_graph(spec, args.output)
+        print(f"wrote {args.output}")
+        return 0
+    if args.max_frames < 0:
+        print("error: --max-frames must be 0 or more", file=sys.stderr)
+        return 2
+    from .supervisor import run_graph
+
+    return run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
+                     live=False if args.no_live else None)

@@ -1,0 +1,74 @@
+"""Cheap per-node measurements: counters and rolling percentiles over a fixed ring."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+class Ring:
+    """The last `size` values, for p50/p95 without keeping history or allocating per sample."""
+
+    def __init__(self, size: int = 512):
+        self.values = np.zeros(size, dtype=np.float64)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.values[self.count % len(self.values)] = value
+        self.count += 1
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        n = min(self.count, len(self.values))
+        if not n:
+            return None, None
+        p50, p95 = np.percentile(self.values[:n], (50, 95))
+        return round(float(p50), 3), round(float(p95), 3)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process in MB, read from /proc (no psutil needed)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return round(int(f.read().split()[1]) * PAGE_MB, 1)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+NODE_FIELDS = ("frames_in", "frames_out", "fps", "proc_ms_p50", "proc_ms_p95", "latency_ms_p50",
+               "latency_ms_p95", "drops", "restarts", "rss_mb")
+
+
+def summarise(reports: list[dict], restarts: int) -> dict:
+    """Combine the latest report of each replica (and earlier incarnations) into one row."""
+    def total(key):
+        return sum(r.get(key, 0) for r in reports)
+
+    firsts = [r["t_first"] for r in reports if r.get("t_first")]
+    lasts = [r["t_last"] for r in reports if r.get("t_last")]
+    span = (max(lasts) - min(firsts)) if firsts and lasts else 0.0
+    processed = total("frames_out")
+    live = [r for r in reports if r.get("live", True)]
+
+    def worst(key, index):
+        values = [r[key][index] for r in live if r.get(key) and r[key][index] is not None]
+        return max(values) if values else None
+
+    counters: dict[str, int] = {}
+    for r in reports:
+        for k, v in (r.get("counters") or {}).items():
+            counters[k] = counters.get(k, 0) + v
+    return {
+        "frames_in": total("frames_in"),
+        "frames_out": processed,
+        "fps": round(processed / span, 2) if span > 0 else 0.0,
+        "proc_ms_p50": worst("proc", 0), "proc_ms_p95": worst("proc", 1),
+        "latency_ms_p50": worst("lat", 0), "latency_ms_p95": worst("lat", 1),
+        "drops": total("drops"),
+        "restarts": restarts,
+        "rss_mb": round(sum(r.get("rss_mb", 0.0) for r in live), 1),
+        "bad_messages": total("bad"),
+        "lost": total("lost"),
+        "counters": counters,
+    }

@@ -1,0 +1,756 @@
+"""The node runtime: everything between the sockets and a node kind's `process`.
+
+One runtime runs in each node process. Top to bottom for a packet:
+  receive -> check (wire) -> reorder and dedupe per (port, stream) -> queue policy ->
+  join by (stream, seq) -> process -> send on every link -> acknowledge upstream.
+
+Flow control is credit based. A consumer acknowledges a packet twice: `consumed` when
+it has processed it (frees a queue credit, so `block` inputs push back on the producer)
+and `released` once everything it sent for that seq has itself been released downstream.
+So a frame's slot, and the packet a producer keeps for resending, live until the whole
+graph below is done with that seq. That is what lets a node killed mid-stream be
+restarted with nothing lost: its producers resend what it never released, and receivers
+drop the duplicates by seq.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import sys
+import time
+import traceback
+
+import numpy as np
+import zmq
+
+from . import wire
+from .metrics import Ring, rss_mb
+from .shm import MIN_SHM_BYTES, PoolReader, SlotPool
+
+METRICS_PERIOD = 1.0
+SEND_HWM = 100_000
+REORDER_LIMIT = 4096
+LATEST_SLACK = 4
+
+
+class StopNow(Exception):
+    """The runner asked this node to stop without draining."""
+
+
+class Context:
+    """What node code may ask of the engine while it runs."""
+
+    def __init__(self, runtime: "Runtime", config: dict):
+        self._runtime = runtime
+        self.node_id = config["node"]
+        self.replica = config["replica"]
+        self.replicas = config["replicas"]
+        self.stream = config["stream"]
+        self.seq = 0
+        self.capture_ns = 0
+        self.resume_seq = 0
+        self.counters: dict[str, int] = {}
+
+    def alloc(self, port: str, shape, dtype=np.uint8, name: str = "") -> np.ndarray:
+        """A writable array for an output, backed by shared memory when consumers share it.
+
+        Returning it from `process` sends a slot reference instead of copying the frame.
+        """
+        return self._runtime.alloc(port, name, tuple(int(d) for d in shape), np.dtype(dtype))
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add to a named counter shown in the metrics (e.g. frames without a person)."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def log(self, message: str) -> None:
+        print(f"[{self.node_id}.{self.replica}] {message}", file=sys.stderr, flush=True)
+
+
+class Received:
+    """One checked packet from a link; keeps the zmq frames alive while views exist."""
+
+    __slots__ = ("link", "producer", "pinc", "stream", "seq", "t", "flags", "bare", "arrays", "meta", "frames", "refs")
+
+    def __init__(self, header, link, arrays, frames, refs):
+        self.link = link
+        self.producer = header["f"]
+        self.pinc = header["i"]
+        self.stream = header["s"]
+        self.seq = header["q"]
+        self.t = header["t"]
+        self.flags = header["x"]
+        self.bare = header["b"]
+        self.meta = header.get("m")
+        self.arrays = arrays
+        self.frames = frames
+        self.refs = refs  # [(array, ref)] for arrays that live in another node's slots
+
+
+class InLink:
+    def __init__(self, port: str, spec: dict, back_sockets: list):
+        self.port = port
+        self.id = spec["link"]
+        self.policy = spec["policy"]
+        self.size = spec["size"]
+        self.producers = back_sockets  # one back socket per producer replica
+        self.shm = True
+
+
+class OutLink:
+    def __init__(self, port: str, spec: dict, socket):
+        self.port = port
+        self.id = spec["link"]
+        self.consumer = spec["consumer"]
+        self.consumer_port = spec["consumer_port"]
+        self.replica = spec["replica"]
+        self.replicas = spec["replicas"]
+        self.policy = spec["policy"]
+        self.size = spec["size"]
+        self.shm = spec["shm"]
+        self.socket = socket
+        self.ready = False
+        self.consumer_inc = None
+        self.outstanding: collections.OrderedDict = collections.OrderedDict()  # (s, q) -> Entry
+        self.unconsumed = 0
+        self.eos: dict[int, list] = {}  # stream -> frames of the EOS message sent
+
+
+class Entry:
+    __slots__ = ("frames", "slots", "consumed")
+
+    def __init__(self, frames, slots):
+        self.frames = frames
+        self.slots = slots
+        self.consumed = False
+
+
+class Runtime:
+    def __init__(self, config: dict, incarnation: int, node_class: type):
+        self.config = config
+        self.inc = incarnation
+        self.name = f"{config['node']}.{config['replica']}"
+        self.replica = config["replica"]
+        self.replicas = config["replicas"]
+        self.node = node_class(dict(config["params"]))
+        self.ctx = Context(self, config)
+        self.stop_requested = False
+        self.zctx = zmq.Context.instance()
+        self.reader = PoolReader(config["run_id"])
+        self.pools: dict[tuple[str, str], SlotPool] = {}
+        self.pool_count = 0
+        self.allocated: dict[int, tuple[SlotPool, int]] = {}
+        self.forwardable: dict[int, tuple[list, int]] = {}
+        self.pending: dict[tuple[int, int], list] = {}  # (s, q) -> [outstanding entries, input packets]
+        # metrics
+        self.frames_in = self.frames_out = self.drops = self.bad = self.lost = 0
+        self.t_first = self.t_last = 0.0
+        self.proc = Ring()
+        self.lat = Ring()
+        self.next_metrics = 0.0
+        self.state = self._open_state(config["state_file"])
+
+    # ----- set-up -------------------------------------------------------------------
+    def _open_state(self, path: str) -> np.ndarray:
+        """Per-stream 'next seq' that survives a restart (a SIGKILL loses nothing here)."""
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8 * 65536:
+                os.ftruncate(fd, 8 * 65536)
+            import mmap
+
+            self._state_map = mmap.mmap(fd, 8 * 65536)
+        finally:
+            os.close(fd)
+        return np.frombuffer(self._state_map, dtype=np.int64)
+
+    def _socket(self, kind, address: str, bind: bool):
+        sock = self.zctx.socket(kind)
+        # what was sent before close (EOS, the last acks) must still reach a live peer
+        sock.setsockopt(zmq.LINGER, 1000 if kind == zmq.PUSH else 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 20)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        if kind == zmq.PUSH:
+            sock.setsockopt(zmq.SNDHWM, SEND_HWM)
+        else:
+            sock.setsockopt(zmq.RCVHWM, SEND_HWM)
+        (sock.bind if bind else sock.connect)(address)
+        return sock
+
+    def _setup_sockets(self) -> None:
+        cfg = self.config
+        self.control = self._socket(zmq.PUSH, cfg["control"], bind=False)
+        self.inbox = self._socket(zmq.PULL, cfg["inbox"], bind=True) if cfg["inbox"] else None
+        self.back = self._socket(zmq.PULL, cfg["back"], bind=True) if cfg["back"] else None
+        back_sockets: dict[str, object] = {}
+        self.in_links: dict[int, InLink] = {}
+        for port, spec in cfg["inputs"].items():
+            socks = []
+            for address in spec["producers"]:
+                if address not in back_sockets:
+                    back_sockets[address] = self._socket(zmq.PUSH, address, bind=False)
+                socks.append(back_sockets[address])
+            self.in_links[spec["link"]] = InLink(port, spec, socks)
+        self.producer_backs = list(back_sockets.values())
+        self.out_links: dict[int, OutLink] = {}
+        self.links_by_port: dict[str, list[OutLink]] = {}
+        self.links_by_consumer: dict[str, list[OutLink]] = {}
+        inboxes: dict[str, object] = {}
+        for port, specs in cfg["outputs"].items():
+            self.links_by_port[port] = []
+            for spec in specs:
+                if spec["inbox"] not in inboxes:
+                    inboxes[spec["inbox"]] = self._socket(zmq.PUSH, spec["inbox"], bind=False)
+                link = OutLink(port, spec, inboxes[spec["inbox"]])
+                self.out_links[link.id] = link
+                self.links_by_port[port].append(link)
+                self.links_by_consumer.setdefault(link.consumer, []).append(link)
+        self.shm_ports = {p for p, links in self.links_by_port.items() if any(l.shm for l in links)}
+
+    def _report(self, message: dict) -> None:
+        message.update(n=self.config["node"], r=self.replica, i=self.inc, pid=os.getpid())
+        try:
+            self.control.send(wire.pack(message), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    # ----- shared memory ----------------------------------------------------------------
+    def _pool_for(self, port: str, name: str, nbytes: int) -> SlotPool:
+        pool = self.pools.get((port, name))
+        if pool is None or not pool.fits(nbytes):
+            self.pool_count += 1
+            safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in (name or "v"))[:40]
+            pool_name = f"pg-{self.config['run_id']}-{self.name}.{port}.{safe}.{self.inc}.{self.pool_count}"
+            slot_bytes = -(-(nbytes + 64) // 4096) * 4096
+            slots = max(2, min(self.config["pool_slots"], self.config["max_pool_bytes"] // slot_bytes))
+            pool = SlotPool(pool_name, nbytes, slots)
+            self.pools[port, name] = pool
+        return pool
+
+    def _acquire_slot(self, pool: SlotPool) -> int:
+        slot = pool.acquire()
+        while slot is None:  # every slot is still read downstream: wait for releases
+            self._pump(0.05)
+            slot = pool.acquire()
+        return slot
+
+    def alloc(self, port: str, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        if port not in self.links_by_port:
+            raise KeyError(f"alloc for unknown output port {port!r}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if port not in self.shm_ports or nbytes < MIN_SHM_BYTES:
+            return np.empty(shape, dtype)
+        pool = self._pool_for(port, name, nbytes)
+        slot = self._acquire_slot(pool)
+        array = pool.view(slot, shape, dtype)
+        self.allocated[array.__array_interface__["data"][0]] = (pool, slot)
+        return array
+
+    # ----- back channel: hellos and acknowledgements from consumers --------------------
+    def _pump(self, timeout: float) -> None:
+        """Serve the back channel (and metrics) for up to `timeout` seconds."""
+        if self.stop_requested and not self.config["is_source"]:
+            raise StopNow
+        if self.back is not None and self.back.poll(int(timeout * 1000)):
+            self._drain_back()
+        elif self.back is None and timeout:
+            time.sleep(timeout)
+        self._maybe_report_metrics()
+
+    def _drain_back(self) -> None:
+        while True:
+            try:
+                raw = self.back.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = wire.decode_back(raw)
+            except wire.WireError:
+                self.bad += 1
+                continue
+            if msg[0] == wire.BACK_HELLO:
+                self._on_hello(msg[1], msg[2])
+            else:
+                self._on_ack(*msg[1:])
+
+    def _on_hello(self, consumer: str, incarnation: int) -> None:
+        links = self.links_by_consumer.get(consumer)
+        if not links:
+            self.bad += 1
+            return
+        for link in links:
+            restarted = link.consumer_inc is not None and link.consumer_inc != incarnation
+            link.consumer_inc = incarnation
+            link.ready = True
+            if restarted:  # the consumer lost what it held: send it all again, in order
+                link.unconsumed = len(link.outstanding)
+                for entry in link.outstanding.values():
+                    entry.consumed = False
+                    self._send(link, entry.frames)
+                for frames in link.eos.values():
+                    self._send(link, frames)
+
+    def _on_ack(self, link_id: int, stream: int, seq: int, flags: int, producer_inc: int) -> None:
+        link = self.out_links.get(link_id)
+        if link is None:
+            self.bad += 1
+            return
+        if producer_inc != self.inc:
+            return  # meant for an earlier incarnation of this node
+        entry = link.outstanding.get((stream, seq))
+        if entry is None:
+            return
+        if flags & wire.ACK_CONSUMED and not entry.consumed:
+            entry.consumed = True
+            link.unconsumed -= 1
+        if flags & wire.ACK_RELEASED:
+            if not entry.consumed:
+                link.unconsumed -= 1
+            del link.outstanding[stream, seq]
+            for pool, slot in entry.slots:
+                pool.release(slot)
+            self._settle((stream, seq))
+
+    def _settle(self, key) -> None:
+        """One more result of `key` was released; when all are, release its inputs."""
+        pending = self.pending.get(key)
+        if pending is None:
+            return
+        pending[0] -= 1
+        if pending[0] <= 0:
+            del self.pending[key]
+            self._ack_inputs(pending[1], wire.ACK_RELEASED)
+
+    def _ack_inputs(self, packets, flags: int) -> None:
+        for rec in packets:
+            link = self.in_links[rec.link]
+            if rec.producer < len(link.producers):
+                try:
+                    link.producers[rec.producer].send(
+                        wire.pack([wire.BACK_ACK, rec.link, rec.stream, rec.seq, flags, rec.pinc]), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+
+    # ----- sending --------------------------------------------------------------------------
+    def _send(self, link: OutLink, frames: list) -> None:
+        try:
+            link.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass  # the consumer is gone; it gets this again when it says hello
+
+    def _wait_for_credit(self, link: OutLink) -> bool:
+        """Block until the link may take one more packet; False means drop it (latest)."""
+        while not link.ready:
+            self._pump(0.05)
+        if link.policy == "latest":
+            return link.unconsumed < link.size + LATEST_SLACK
+        while link.unconsumed >= link.size:
+            self._pump(0.05)
+        return True
+
+    def _encode_arrays(self, arrays, for_shm: bool, slots: list):
+        specs, buffers = [], []
+        for name, array in arrays:
+            array_ref = None
+            if for_shm and array.nbytes >= MIN_SHM_BYTES:
+                array_ref = self._shm_ref(name, array, slots)
+            if array_ref is None:
+                buffers.append(np.ascontiguousarray(array))
+            specs.append([name, array.dtype.str, list(array.shape), array_ref])
+        return specs, buffers
+
+    def _shm_ref(self, name, array, slots: list):
+        address = array.__array_interface__["data"][0]
+        forwarded = self.forwardable.get(address)
+        if forwarded is not None and forwarded[1] == array.nbytes and array.flags.c_contiguous:
+            return forwarded[0]  # an input frame passed on: its producer's slot, no copy
+        owned = self.allocated.get(address)
+        if owned is None or not array.flags.c_contiguous:
+            pool = self._pool_for(self._current_port, name, array.nbytes)
+            slot = self._acquire_slot(pool)
+            np.copyto(pool.view(slot, array.shape, array.dtype), array)
+            owned = (pool, slot)
+            self.allocated[address] = owned
+        slots.append(owned)
+        return owned[0].ref(owned[1])
+
+    def _emit(self, stream: int, seq: int, t: int, results: dict, flags_all: int = 0) -> int:
+        """Send one packet per link for (stream, seq); return how many must be released."""
+        sent = 0
+        for port, links in self.links_by_port.items():
+            value = None if flags_all else results.get(port)
+            bare, arrays, meta = wire.split_value(value)
+            flags = flags_all or (wire.FLAG_EMPTY if value is None else 0)
+            base = {"k": wire.KIND_DATA, "f": self.replica, "i": self.inc, "s": stream, "q": seq, "t": t,
+                    "x": flags, "b": bare, "m": meta}
+            self._current_port = port
+            encoded = {}
+            for link in links:
+                if link.replicas > 1 and seq % link.replicas != link.replica:
+                    continue
+                if not self._wait_for_credit(link):
+                    self.drops += 1
+                    frames = [wire.pack(dict(base, e=link.id, x=wire.FLAG_DROPPED, a=[], b=False, m=None))]
+                    slots = []
+                else:
+                    if link.shm not in encoded:
+                        slots = []
+                        specs, buffers = self._encode_arrays(arrays, link.shm, slots)
+                        encoded[link.shm] = (specs, buffers, slots)
+                    specs, buffers, slots = encoded[link.shm]
+                    frames = [wire.pack(dict(base, e=link.id, a=specs))] + buffers
+                for pool, slot in slots:
+                    pool.retain(slot)
+                entry = Entry(frames, slots)
+                link.outstanding[stream, seq] = entry
+                link.unconsumed += 1
+                self._send(link, frames)
+                sent += 1
+        for pool, slot in list(self.allocated.values()):
+            pool.release(slot)  # the node's own hold; links keep theirs
+        self.allocated.clear()
+        return sent
+
+    def _emit_eos(self, stream: int, end_seq: int) -> None:
+        for link in self.out_links.values():
+            while not link.ready:
+                self._pump(0.05)
+            frames = [wire.pack({"k": wire.KIND_EOS, "e": link.id, "f": self.replica, "i": self.inc, "s": stream, "q": end_seq})]
+            link.eos[stream] = frames
+            self._send(link, frames)
+
+    def _announce(self) -> None:
+        for link in self.out_links.values():
+            self._send(link, [wire.pack({"k": wire.KIND_ANNOUNCE, "e": link.id, "f": self.replica, "i": self.inc})])
+
+    # ----- metrics ------------------------------------------------------------------------------
+    def _maybe_report_metrics(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self.next_metrics:
+            return
+        self.next_metrics = now + METRICS_PERIOD
+        self._report({"t": "metrics", "frames_in": self.frames_in, "frames_out": self.frames_out,
+                      "drops": self.drops, "bad": self.bad, "lost": self.lost,
+                      "proc": self.proc.percentiles(), "lat": self.lat.percentiles(),
+                      "rss_mb": rss_mb(), "t_first": self.t_first, "t_last": self.t_last,
+                      "counters": self.ctx.counters})
+
+    def _timed_process(self, inputs: dict, stream: int, seq: int, t: int):
+        ctx = self.ctx
+        ctx.stream, ctx.seq, ctx.capture_ns = stream, seq, t
+        start = time.perf_counter()
+        if not self.t_first:
+            self.t_first = time.time()
+        results = self.node.process(inputs, ctx) or {}
+        end = time.perf_counter()
+        self.t_last = time.time()
+        self.proc.add((end - start) * 1000.0)
+        self.frames_out += 1
+        return results
+
+    # ----- the two loops: sources and everything else ------------------------------------
+    def run(self) -> int:
+        self._setup_sockets()
+        try:
+            self.node.open(self.ctx)
+        except Exception as exc:
+            field = getattr(exc, "field", None)
+            self._report({"t": "error", "phase": "open", "msg": str(exc) or type(exc).__name__, "field": field})
+            self._teardown()
+            return 3
+        try:
+            self._announce()
+            for sock in self.producer_backs:
+                sock.send(wire.pack([wire.BACK_HELLO, self.name, self.inc, self.replica]))
+            self._report({"t": "ready"})
+            if self.config["is_source"]:
+                self._run_source()
+            else:
+                self._run_consumer()
+            self._finish()
+            self._report({"t": "done"})
+            code = 0
+        except StopNow:
+            code = 0
+        except Exception as exc:
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f" ({os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+            self._report({"t": "error", "phase": "process", "msg": f"{type(exc).__name__}: {exc}{where}"})
+            traceback.print_exc()
+            code = 1
+        self._maybe_report_metrics(force=True)
+        try:
+            self.node.close()
+        except Exception:
+            traceback.print_exc()
+        self._teardown()
+        return code
+
+    def _run_source(self) -> None:
+        stream = self.config["stream"]
+        seq = int(self.state[stream])
+        self.ctx.resume_seq = seq
+        limit = self.config["max_frames"]
+        from .node import EndOfStream
+
+        while not self.stop_requested and not (limit and seq >= limit):
+            self.ctx.capture_ns = 0
+            try:
+                results = self._timed_process({}, stream, seq, 0)
+            except EndOfStream:
+                break
+            t = self.ctx.capture_ns or time.time_ns()
+            self.frames_in += 1
+            self._emit(stream, seq, t, results)
+            self.lat.add((time.time_ns() - t) / 1e6)
+            seq += 1
+            self.state[stream] = seq
+            if self.back is not None:
+                self._drain_back()
+            self._maybe_report_metrics()
+        self._emit_eos(stream, seq)
+
+    def _finish(self) -> None:
+        """Wait until everything sent was released, so no consumer reads a dead pool."""
+        while any(link.outstanding for link in self.out_links.values()):
+            if self.stop_requested and self.config["is_source"]:
+                deadline = getattr(self, "_finish_deadline", None) or time.monotonic() + 2.0
+                self._finish_deadline = deadline
+                if time.monotonic() > deadline:
+                    return
+            self._pump(0.05)
+
+    # consumer side ------------------------------------------------------------------------------
+    def _run_consumer(self) -> None:
+        cfg = self.config
+        self.ports = list(cfg["inputs"])
+        self.port_links = {l.port: l for l in self.in_links.values()}
+        streams = cfg["streams"]
+        self.next_seq = {p: {} for p in self.ports}
+        self.reorder = {p: {} for p in self.ports}
+        self.eos_from = {p: {} for p in self.ports}
+        self.ended = {p: set() for p in self.ports}
+        self.end_seq: dict[int, int] = {}
+        self.finished_streams: set[int] = set()
+        self.keys: dict[tuple[int, int], dict] = {}
+        self.waiting = {p: collections.deque() for p in self.ports}
+        self.ready: collections.deque = collections.deque()
+        self.dropped: dict[tuple[int, int], set] = {}
+        self.holding: dict[tuple[int, int], list] = {}
+        poller = zmq.Poller()
+        poller.register(self.inbox, zmq.POLLIN)
+        if self.back is not None:
+            poller.register(self.back, zmq.POLLIN)
+        while len(self.finished_streams) < len(streams):
+            if self.stop_requested:
+                raise StopNow
+            if not self.ready:
+                poller.poll(100)
+            if self.back is not None:
+                self._drain_back()
+            self._drain_inbox()
+            if self.ready:
+                self._process_key(self.ready.popleft())
+            else:
+                self._finish_streams()
+            self._maybe_report_metrics()
+
+    def _next_expected(self, port: str, stream: int) -> int:
+        expected = self.next_seq[port].get(stream)
+        if expected is None:
+            done = int(self.state[stream])
+            expected = done if done else self.replica
+            self.next_seq[port][stream] = expected
+        return expected
+
+    def _drain_inbox(self) -> None:
+        for _ in range(256):
+            try:
+                frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                self._on_message(frames)
+            except (wire.WireError, ValueError, KeyError, IndexError, TypeError, OSError):
+                self.bad += 1
+
+    def _on_message(self, frames) -> None:
+        header = wire.decode_header(frames[0].bytes)
+        link = self.in_links.get(header["e"])
+        if link is None or header["f"] >= len(link.producers):
+            raise wire.WireError("message for a link this node does not have")
+        kind = header["k"]
+        if kind == wire.KIND_ANNOUNCE:
+            link.producers[header["f"]].send(wire.pack([wire.BACK_HELLO, self.name, self.inc, self.replica]), zmq.NOBLOCK)
+            return
+        if kind == wire.KIND_EOS:
+            self._on_eos(link, header)
+            return
+        arrays, refs = [], []
+        inline = iter(frames[1:])
+        for spec in header["a"]:
+            if spec[3] is None:
+                frame = next(inline, None)
+                if frame is None:
+                    raise wire.WireError("fewer buffers than the header lists")
+                array = wire.inline_array(spec, frame.buffer)
+            else:
+                array = self.reader.view(spec[3], spec[1], spec[2])
+                refs.append((array, spec[3]))
+            arrays.append((spec[0], array))
+        if next(inline, None) is not None:
+            raise wire.WireError("more buffers than the header lists")
+        rec = Received(header, link.id, arrays, frames, refs)
+        self._accept(link.port, rec)
+
+    def _accept(self, port: str, rec: Received) -> None:
+        """Reorder and dedupe per (port, stream), then hand packets to the join in seq order."""
+        stream, seq = rec.stream, rec.seq
+        expected = self._next_expected(port, stream)
+        if seq < expected:
+            held = self.holding.get((stream, seq))
+            if not (held and any(r.link == rec.link for r in held)):
+                self._ack_inputs([rec], wire.ACK_CONSUMED | wire.ACK_RELEASED)  # a duplicate after a restart
+            return
+        if (seq - expected) % self.replicas:
+            raise wire.WireError("seq routed to the wrong replica")
+        if seq > expected:
+            buffer = self.reorder[port].setdefault(stream, {})
+            if len(buffer) >= REORDER_LIMIT:
+                raise wire.WireError("reorder buffer full")
+            buffer[seq] = rec
+            return
+        self._deliver(port, rec)
+        expected += self.replicas
+        buffer = self.reorder[port].get(stream)
+        while buffer and expected in buffer:
+            self._deliver(port, buffer.pop(expected))
+            expected += self.replicas
+        self.next_seq[port][stream] = expected
+
+    def _deliver(self, port: str, rec: Received) -> None:
+        key = (rec.stream, rec.seq)
+        if port == self.ports[0] and not rec.flags & wire.FLAG_DROPPED:
+            self.frames_in += 1
+        self.holding.setdefault(key, []).append(rec)
+        expected_ports = self.dropped.get(key)
+        if expected_ports is not None:  # the rest of this seq was dropped already
+            expected_ports.discard(port)
+            if not expected_ports:
+                del self.dropped[key]
+            self._release_held(key, [rec])
+            return
+        entry = self.keys.setdefault(key, {})
+        entry[port] = rec
+        waiting = self.waiting[port]
+        waiting.append(key)
+        link = self.port_links[port]
+        if link.policy == "latest" and len(waiting) > link.size:
+            self._drop_key(waiting[0])
+        if key in self.keys and len(entry) == len(self.ports):
+            self.ready.append(key)
+
+    def _release_held(self, key, recs) -> None:
+        held = self.holding.get(key, [])
+        for rec in recs:
+            if rec in held:
+                held.remove(rec)
+        if not held:
+            self.holding.pop(key, None)
+        self._ack_inputs(recs, wire.ACK_CONSUMED | wire.ACK_RELEASED)
+
+    def _drop_key(self, key, overflow: bool = True) -> None:
+        """Drop a seq everywhere and tell downstream: a `latest` queue overflowed, or the
+        stream ended before the seq was complete."""
+        entry = self.keys.pop(key)
+        for port in entry:
+            self.waiting[port].remove(key)
+        if key in self.ready:
+            self.ready.remove(key)
+        missing = set(self.ports) - set(entry)
+        if missing:
+            self.dropped[key] = missing
+        if overflow:
+            self.drops += 1
+        else:
+            self.lost += 1
+        self._finish_key(key, list(entry.values()), wire.FLAG_DROPPED, 0, {})
+
+    def _process_key(self, key) -> None:
+        entry = self.keys.pop(key)
+        for port in entry:
+            waiting = self.waiting[port]
+            if waiting[0] == key:
+                waiting.popleft()
+            else:
+                waiting.remove(key)
+        recs = list(entry.values())
+        t = min(r.t for r in recs)
+        if any(r.flags & wire.FLAG_DROPPED for r in recs):
+            self._finish_key(key, recs, wire.FLAG_DROPPED, t, {})
+            return
+        inputs = {}
+        self.forwardable.clear()
+        for port, rec in entry.items():
+            inputs[port] = wire.join_value(rec.bare, rec.arrays, rec.meta, rec.flags & wire.FLAG_EMPTY)
+            for array, ref in rec.refs:
+                self.forwardable[array.__array_interface__["data"][0]] = (ref, array.nbytes)
+        results = self._timed_process(inputs, key[0], key[1], t)
+        for rec in recs:
+            for array, ref in rec.refs:
+                if not self.reader.generation_ok(ref):
+                    self.ctx.count("stale_slot_reads")
+        self._finish_key(key, recs, 0, t, results)
+        self.forwardable.clear()
+
+    def _finish_key(self, key, recs, flags: int, t: int, results: dict) -> None:
+        sent = self._emit(key[0], key[1], t, results, flags) if self.out_links else 0
+        if t and not flags:
+            self.lat.add((time.time_ns() - t) / 1e6)
+        for rec in recs:
+            rec.arrays = rec.frames = rec.refs = None  # views die here; slots stay held upstream
+        if sent:
+            self._ack_inputs(recs, wire.ACK_CONSUMED)
+            self.pending[key] = [sent, recs]
+            self.holding.pop(key, None)
+        else:
+            self._release_held(key, recs)
+        self.state[key[0]] = max(int(self.state[key[0]]), key[1] + self.replicas)
+
+    def _on_eos(self, link: InLink, header: dict) -> None:
+        port, stream = link.port, header["s"]
+        senders = self.eos_from[port].setdefault(stream, set())
+        senders.add(header["f"])
+        self.end_seq[stream] = max(self.end_seq.get(stream, 0), header["q"])
+        if len(senders) < len(link.producers) or stream in self.ended[port]:
+            return
+        buffer = self.reorder[port].pop(stream, {})
+        for seq in sorted(buffer):  # gaps left at the end were lost upstream
+            self.lost += 1
+            self._deliver(port, buffer[seq])
+        self.ended[port].add(stream)
+
+    def _finish_streams(self) -> None:
+        for stream in self.config["streams"]:
+            if stream in self.finished_streams or not all(stream in self.ended[p] for p in self.ports):
+                continue
+            for key in [k for k in self.keys if k[0] == stream]:  # never completed: lost
+                self._drop_key(key, overflow=False)
+            self.finished_streams.add(stream)
+            self._emit_eos(stream, self.end_seq.get(stream, 0))
+
+    def _teardown(self) -> None:
+        for link in getattr(self, "out_links", {}).values():
+            link.outstanding.clear()
+        for pool in self.pools.values():
+            pool.close()
+        self.reader.close()
+        self.zctx.destroy()  # each socket's own linger: PUSH sockets flush, PULL ones do not wait
+
+
+def install_signal_handlers(runtime: Runtime) -> None:
+    def on_term(signum, frame):
+        runtime.stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle

@@ -1,0 +1,313 @@
+"""Graph files: YAML -> a typed, validated GraphSpec, or one precise error.
+
+Every check happens here, before any process starts, so a mistake in a graph costs a
+one-line message naming file, line, node and field instead of a half-started pipeline.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+from .kinds import KindError, did_you_mean, resolve_kind
+from .node import Node
+
+GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port"}
+NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port"}
+QUEUE_FIELDS = {"size", "policy"}
+POLICIES = ("block", "latest")
+RESTARTS = ("on-failure", "never")
+TRANSPORTS = ("ipc", "tcp")
+ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+DEFAULT_QUEUE = {"block": 4, "latest": 1}
+
+
+class SpecError(Exception):
+    """A graph that cannot run; str() is the one-line message shown to the user."""
+
+    def __init__(self, message: str, file: str = "", line: int | None = None, node: str | None = None, field: str | None = None):
+        self.file, self.line, self.node, self.field, self.detail = file, line, node, field, message
+        head = (file or "<graph>") + (f":{line}" if line is not None else "")
+        if node:
+            head += f": node '{node}'"
+        if field:
+            head += (" " if node else ": ") + f"field '{field}'"
+        super().__init__(f"{head}: {message}")
+
+
+class _Mapping(dict):
+    """A YAML mapping that remembers the line of each key (1-based)."""
+
+    line: int = 0
+    key_lines: dict
+
+
+class _LineLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        mapping = _Mapping(super().construct_mapping(node, deep=deep))
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+        return mapping
+
+
+def _line(mapping: Any, key: str | None = None) -> int | None:
+    if isinstance(mapping, _Mapping):
+        if key is not None and key in mapping.key_lines:
+            return mapping.key_lines[key]
+        return mapping.line
+    return None
+
+
+@dataclass
+class InputSpec:
+    port: str
+    producer: str
+    producer_port: str
+    policy: str = "block"
+    size: int = 4
+
+
+@dataclass
+class NodeSpec:
+    id: str
+    uses: str
+    kind: type
+    params: dict[str, Any]
+    inputs: dict[str, InputSpec]
+    replicas: int = 1
+    restart: str = "on-failure"
+    max_restarts: int = 3
+    transport: str = "ipc"
+    port: int | None = None
+    line: int | None = None
+
+    @property
+    def is_source(self) -> bool:
+        return self.kind.is_source()
+
+
+@dataclass
+class GraphSpec:
+    name: str
+    path: str
+    nodes: dict[str, NodeSpec]
+    graph: nx.MultiDiGraph
+    transport: str = "ipc"
+    host: str = "127.0.0.1"
+    base_port: int = 5550
+    streams: dict[str, int] = field(default_factory=dict)  # source id -> stream id
+
+    def topological_order(self) -> list[str]:
+        return list(nx.topological_sort(self.graph))
+
+    def consumers(self, node_id: str) -> list[tuple[str, InputSpec]]:
+        """(consumer id, input) for every input wired to an output of node_id, in file order."""
+        return [(n.id, i) for n in self.nodes.values() for i in n.inputs.values() if i.producer == node_id]
+
+    def streams_reaching(self, node_id: str) -> list[int]:
+        sources = [n for n in nx.ancestors(self.graph, node_id) | {node_id} if self.nodes[n].is_source]
+        return sorted(self.streams[s] for s in sources)
+
+
+def parse_value(text: str) -> Any:
+    """A --set value as YAML would read it (numbers, booleans, lists), else the plain string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_graph(path: str | Path, overrides: list[str] | None = None) -> GraphSpec:
+    """Read, parse and validate a graph file; raise SpecError on the first problem."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError("graph file not found", file) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read graph file: {exc.strerror}", file) from None
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"YAML syntax error: {problem}", file, mark.line + 1 if mark else None) from None
+    return build_spec(doc, file, path.parent, overrides or [])
+
+
+def build_spec(doc: Any, file: str, base_dir: Path, overrides: list[str]) -> GraphSpec:
+    if not isinstance(doc, dict):
+        raise SpecError("a graph file must be a mapping with a 'nodes' list", file, _line(doc))
+    for key in doc:
+        if key not in GRAPH_FIELDS:
+            raise SpecError(f"unknown top-level field '{key}'{did_you_mean(str(key), GRAPH_FIELDS)}", file, _line(doc, key))
+    raw_nodes = doc.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise SpecError("'nodes' must be a non-empty list of nodes", file, _line(doc, "nodes"))
+    transport = doc.get("transport", "ipc")
+    if transport not in TRANSPORTS:
+        raise SpecError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", file, _line(doc, "transport"))
+    base_port = doc.get("base_port", 5550)
+    if not isinstance(base_port, int) or isinstance(base_port, bool) or not 1024 <= base_port <= 65000:
+        raise SpecError(f"base_port must be an integer in 1024..65000, got {base_port!r}", file, _line(doc, "base_port"))
+    host = doc.get("host", "127.0.0.1")
+    if not isinstance(host, str):
+        raise SpecError(f"host must be a string address, got {host!r}", file, _line(doc, "host"))
+
+    raw_by_id: dict[str, Any] = {}
+    nodes: dict[str, NodeSpec] = {}
+    for index, raw in enumerate(raw_nodes):
+        if not isinstance(raw, dict):
+            raise SpecError(f"node #{index + 1} must be a mapping with 'id' and 'uses'", file, _line(raw_nodes) if not isinstance(raw, _Mapping) else raw.line)
+        node_id = raw.get("id")
+        if node_id is None:
+            raise SpecError(f"node #{index + 1} has no 'id'", file, _line(raw), None, "id")
+        if not isinstance(node_id, str) or not ID_PATTERN.match(node_id):
+            raise SpecError(f"id {node_id!r} must start with a letter and hold only letters, digits, '_' or '-'", file, _line(raw, "id"), None, "id")
+        if node_id in raw_by_id:
+            raise SpecError(f"duplicate id (first defined on line {_line(raw_by_id[node_id], 'id')})", file, _line(raw, "id"), node_id, "id")
+        raw_by_id[node_id] = raw
+        nodes[node_id] = _build_node(raw, node_id, file, base_dir, transport)
+
+    _apply_overrides(nodes, raw_by_id, overrides, file)
+    spec = GraphSpec(name=str(doc.get("name", Path(file).stem)), path=file, nodes=nodes, graph=nx.MultiDiGraph(),
+                     transport=transport, host=host, base_port=base_port)
+    _wire(spec, raw_by_id, file)
+    spec.streams = {n.id: i for i, n in enumerate(x for x in nodes.values() if x.is_source)}
+    return spec
+
+
+def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transport: str) -> NodeSpec:
+    for key in raw:
+        if key not in NODE_FIELDS:
+            raise SpecError(f"unknown field{did_you_mean(str(key), NODE_FIELDS)}", file, _line(raw, key), node_id, str(key))
+    uses = raw.get("uses")
+    if uses is None and "uses" in raw:
+        uses = "null"  # YAML reads a bare `uses: null` as None; the only kind it can mean is `null`
+    if uses is None:
+        raise SpecError("missing 'uses' (a kind name or path/to/file.py:ClassName)", file, _line(raw), node_id, "uses")
+    try:
+        kind = resolve_kind(uses, base_dir)
+    except KindError as exc:
+        raise SpecError(str(exc), file, _line(raw, "uses"), node_id, "uses") from None
+
+    params_raw = raw.get("params") or {}
+    if not isinstance(params_raw, dict):
+        raise SpecError("params must be a mapping of name: value", file, _line(raw, "params"), node_id, "params")
+    params = {}
+    for name, value in params_raw.items():
+        params[name] = _check_param(kind, node_id, name, value, file, _line(params_raw, name) or _line(raw, "params"))
+    for name, decl in kind.PARAMS.items():
+        params.setdefault(name, decl.default)
+
+    replicas = raw.get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 64:
+        raise SpecError(f"replicas must be an integer in 1..64, got {replicas!r}", file, _line(raw, "replicas"), node_id, "replicas")
+    if replicas > 1 and kind.STATEFUL:
+        raise SpecError(f"kind '{uses}' is stateful (its output depends on earlier frames), so it cannot be replicated", file, _line(raw, "replicas"), node_id, "replicas")
+    if replicas > 1 and kind.is_source():
+        raise SpecError("a source cannot be replicated", file, _line(raw, "replicas"), node_id, "replicas")
+    restart = raw.get("restart", "on-failure")
+    if restart not in RESTARTS:
+        raise SpecError(f"restart must be one of {', '.join(RESTARTS)}, got {restart!r}", file, _line(raw, "restart"), node_id, "restart")
+    max_restarts = raw.get("max_restarts", 3)
+    if not isinstance(max_restarts, int) or isinstance(max_restarts, bool) or not 0 <= max_restarts <= 100:
+        raise SpecError(f"max_restarts must be an integer in 0..100, got {max_restarts!r}", file, _line(raw, "max_restarts"), node_id, "max_restarts")
+    transport = raw.get("transport", graph_transport)
+    if transport not in TRANSPORTS:
+        raise SpecError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}", file, _line(raw, "transport"), node_id, "transport")
+    port = raw.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65000):
+        raise SpecError(f"port must be an integer in 1024..65000, got {port!r}", file, _line(raw, "port"), node_id, "port")
+    return NodeSpec(id=node_id, uses=uses, kind=kind, params=params, inputs={}, replicas=replicas, restart=restart,
+                    max_restarts=max_restarts, transport=transport, port=port, line=_line(raw))
+
+
+def _check_param(kind: type[Node], node_id: str, name: Any, value: Any, file: str, line: int | None) -> Any:
+    decls = kind.PARAMS
+    if name not in decls:
+        known = ", ".join(sorted(decls)) or "none"
+        raise SpecError(f"unknown param{did_you_mean(str(name), decls)}; this kind takes: {known}", file, line, node_id, f"params.{name}")
+    try:
+        return decls[name].coerce(value)
+    except ValueError as exc:
+        raise SpecError(str(exc), file, line, node_id, f"params.{name}") from None
+
+
+def _apply_overrides(nodes: dict[str, NodeSpec], raw_by_id: dict, overrides: list[str], file: str) -> None:
+    for item in overrides:
+        target, eq, text = item.partition("=")
+        node_id, dot, name = target.partition(".")
+        if not eq or not dot or not node_id or not name:
+            raise SpecError(f"--set {item!r} must look like ID.PARAM=VALUE", "--set")
+        if node_id not in nodes:
+            raise SpecError(f"--set {item!r}: no node '{node_id}'{did_you_mean(node_id, nodes)}", "--set")
+        node = nodes[node_id]
+        node.params[name] = _check_param(node.kind, node_id, name, parse_value(text), "--set", None)
+
+
+def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
+    graph = spec.graph
+    for node_id in spec.nodes:
+        graph.add_node(node_id)
+    for node_id, node in spec.nodes.items():
+        raw = raw_by_id[node_id]
+        kind = node.kind
+        inputs_raw = raw.get("inputs") or {}
+        if not isinstance(inputs_raw, dict):
+            raise SpecError("inputs must be a mapping of port: producer/port", file, _line(raw, "inputs"), node_id, "inputs")
+        if inputs_raw and kind.is_source():
+            raise SpecError(f"kind '{node.uses}' is a source and takes no inputs", file, _line(raw, "inputs"), node_id, "inputs")
+        queue_raw = raw.get("queue") or {}
+        if not isinstance(queue_raw, dict):
+            raise SpecError("queue must be a mapping of port: {size, policy}", file, _line(raw, "queue"), node_id, "queue")
+        for port, ref in inputs_raw.items():
+            line = _line(inputs_raw, port)
+            if port not in kind.INPUTS:
+                known = ", ".join(kind.INPUTS) or "none"
+                raise SpecError(f"kind '{node.uses}' has no input port '{port}'{did_you_mean(str(port), kind.INPUTS)}; inputs: {known}", file, line, node_id, f"inputs.{port}")
+            if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+                raise SpecError(f"{ref!r} must be producer_id/output_port", file, line, node_id, f"inputs.{port}")
+            producer, producer_port = ref.split("/")
+            if producer not in spec.nodes:
+                raise SpecError(f"wired to '{ref}' but there is no node '{producer}'{did_you_mean(producer, spec.nodes)}", file, line, node_id, f"inputs.{port}")
+            pkind = spec.nodes[producer].kind
+            if producer_port not in pkind.OUTPUTS:
+                known = ", ".join(pkind.OUTPUTS) or "none"
+                raise SpecError(f"node '{producer}' ({spec.nodes[producer].uses}) has no output port '{producer_port}'{did_you_mean(producer_port, pkind.OUTPUTS)}; outputs: {known}", file, line, node_id, f"inputs.{port}")
+            if producer == node_id:
+                raise SpecError("a node cannot take its own output as input (cycle)", file, line, node_id, f"inputs.{port}")
+            node.inputs[port] = InputSpec(port, producer, producer_port)
+            graph.add_edge(producer, node_id, key=port, producer_port=producer_port)
+        for port, q in queue_raw.items():
+            line = _line(queue_raw, port)
+            if port not in node.inputs:
+                raise SpecError(f"queue for '{port}', which is not a wired input{did_you_mean(str(port), node.inputs)}", file, line, node_id, f"queue.{port}")
+            if not isinstance(q, dict):
+                raise SpecError("must be a mapping {size: N, policy: block|latest}", file, line, node_id, f"queue.{port}")
+            for key in q:
+                if key not in QUEUE_FIELDS:
+                    raise SpecError(f"unknown queue field{did_you_mean(str(key), QUEUE_FIELDS)}", file, _line(q, key), node_id, f"queue.{port}.{key}")
+            policy = q.get("policy", "block")
+            if policy not in POLICIES:
+                raise SpecError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}", file, _line(q, "policy"), node_id, f"queue.{port}.policy")
+            size = q.get("size", DEFAULT_QUEUE[policy])
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1024:
+                raise SpecError(f"size must be an integer in 1..1024, got {size!r}", file, _line(q, "size"), node_id, f"queue.{port}.size")
+            node.inputs[port].policy, node.inputs[port].size = policy, size
+        missing = [p for p in kind.INPUTS if p not in node.inputs and p not in kind.OPTIONAL_INPUTS]
+        if missing:
+            raise SpecError(f"input port '{missing[0]}' is wired to nothing (add inputs: {{{missing[0]}: producer/port}})", file, _line(raw, "inputs") or _line(raw), node_id, f"inputs.{missing[0]}")
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    path = " -> ".join([e[0] for e in cycle] + [cycle[-1][1]])
+    first = cycle[-1][1]
+    raw = raw_by_id[first]
+    raise SpecError(f"the graph has a cycle: {path}", file, _line(raw, "inputs"), first, "inputs")

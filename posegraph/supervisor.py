@@ -1,0 +1,315 @@
+"""The supervisor: start every node process, watch it, restart it, stop the graph.
+
+It never touches frames. It listens on one control socket for each process's ready,
+metrics, error and done messages, restarts a process that died (with back-off, up to the
+node's `max_restarts`), and stops the whole graph with a one-line cause when it cannot go
+on. A graph never waits forever on a node that is gone.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+import zmq
+
+from .metrics import NODE_FIELDS, summarise
+from .plan import Instance, build_plan, new_run_id
+from .shm import SHM_DIR
+from .spec import GraphSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DRAIN_SECONDS = 3.5      # after Ctrl-C, sources stop and the graph drains for this long
+KILL_WAIT_SECONDS = 1.0  # then whatever is left is killed; the total stays under 5 s
+
+
+@dataclass
+class Proc:
+    instance: Instance
+    config_path: str
+    max_restarts: int
+    restart_policy: str
+    popen: subprocess.Popen | None = None
+    incarnation: int = 0
+    restarts: int = 0
+    ready: bool = False
+    done: bool = False
+    exited: bool = False
+    restart_at: float | None = None
+    reports: dict = field(default_factory=dict)  # incarnation -> last metrics message
+
+    @property
+    def label(self) -> str:
+        return f"node '{self.instance.node}'" + (f" replica {self.instance.replica}" if self.instance.config["replicas"] > 1 else "")
+
+
+class GraphFailed(Exception):
+    """The graph cannot go on; str() is the one-line cause."""
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    def __init__(self, spec: GraphSpec, max_frames: int = 0, duration: float | None = None,
+                 metrics_path: str | None = None, live: bool | None = None, out=sys.stderr):
+        self.spec = spec
+        self.max_frames = max_frames
+        self.duration = duration
+        self.metrics_path = metrics_path
+        self.out = out
+        self.live = out.isatty() if live is None else live
+        self.run_id = new_run_id()
+        self.run_dir = tempfile.mkdtemp(prefix="pg-")
+        self.stop_reason: str | None = None
+        self.stop_started: float | None = None
+        self.interrupts = 0
+        self.started_at = None
+        self.ready_at = None
+
+    # ----- processes -------------------------------------------------------------------
+    def _spawn(self, proc: Proc) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        proc.ready = proc.done = proc.exited = False
+        proc.popen = subprocess.Popen([sys.executable, "-m", "posegraph.worker", proc.config_path, str(proc.incarnation)],
+                                      env=env, stdin=subprocess.DEVNULL)
+
+    def _start_all(self) -> None:
+        control = f"ipc://{self.run_dir}/control"
+        self.zctx = zmq.Context()
+        self.control = self.zctx.socket(zmq.PULL)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.bind(control)
+        instances = build_plan(self.spec, self.run_id, self.run_dir, control, self.max_frames)
+        base_dir = str(Path(self.spec.path).resolve().parent)
+        self.procs: dict[tuple[str, int], Proc] = {}
+        order = {n: i for i, n in enumerate(self.spec.topological_order())}
+        for inst in sorted(instances, key=lambda i: -order[i.node]):  # consumers first
+            inst.config.update(runner_pid=os.getpid(), base_dir=base_dir)
+            path = os.path.join(self.run_dir, f"{inst.name}.json")
+            Path(path).write_text(json.dumps(inst.config))
+            node = self.spec.nodes[inst.node]
+            proc = Proc(inst, path, node.max_restarts, node.restart)
+            self.procs[inst.node, inst.replica] = proc
+            self._spawn(proc)
+        self.started_at = time.monotonic()
+
+    def _signal(self, procs, sig) -> None:
+        for proc in procs:
+            if proc.popen and proc.popen.poll() is None:
+                try:
+                    proc.popen.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+
+    def _kill_all(self) -> None:
+        self._signal(self.procs.values(), signal.SIGKILL)
+        for proc in self.procs.values():
+            if proc.popen:
+                try:
+                    proc.popen.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+
+    # ----- control messages ----------------------------------------------------------------
+    def _on_control(self) -> None:
+        while True:
+            try:
+                raw = self.control.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = msgpack.unpackb(raw, raw=False, max_bin_len=0, max_ext_len=0)
+                proc = self.procs[msg["n"], msg["r"]]
+                kind = msg["t"]
+            except Exception:
+                continue  # not from one of our nodes
+            if msg.get("i") != proc.incarnation:
+                if kind == "metrics":
+                    proc.reports[msg.get("i")] = msg
+                continue
+            if kind == "ready":
+                proc.ready = True
+            elif kind == "metrics":
+                proc.reports[proc.incarnation] = msg
+            elif kind == "done":
+                proc.done = True
+            elif kind == "error":
+                field = msg.get("field")
+                where = proc.label + (f" field '{field}'" if field else "")
+                if msg.get("phase") == "open":
+                    raise GraphFailed(f"{where}: cannot open: {msg.get('msg')}")
+                proc.last_error = msg.get("msg")
+                print(f"warning: {where}: {msg.get('msg')}", file=self.out, flush=True)
+
+    def _check_processes(self) -> None:
+        now = time.monotonic()
+        for proc in self.procs.values():
+            if proc.restart_at is not None:
+                if now >= proc.restart_at:
+                    proc.restart_at = None
+                    proc.incarnation += 1
+                    self._spawn(proc)
+                continue
+            if proc.exited or proc.popen is None:
+                continue
+            code = proc.popen.poll()
+            if code is None:
+                continue
+            proc.exited = True
+            if proc.done and code == 0 or self.stop_reason is not None:
+                continue
+            cause = getattr(proc, "last_error", None) or _describe_exit(code)
+            if proc.restart_policy == "never" or proc.restarts >= proc.max_restarts:
+                used = "restart: never" if proc.restart_policy == "never" else f"its {proc.max_restarts} restarts are used up"
+                raise GraphFailed(f"{proc.label} died ({cause}) and {used}; stopping the graph")
+            proc.restarts += 1
+            delay = 0.1 * 2 ** (proc.restarts - 1)
+            proc.restart_at = now + delay
+            proc.last_error = None
+            print(f"warning: {proc.label} died ({cause}); restarting ({proc.restarts}/{proc.max_restarts}) in {delay:.1f} s",
+                  file=self.out, flush=True)
+
+    # ----- metrics ---------------------------------------------------------------------------
+    def node_metrics(self) -> dict:
+        nodes = {}
+        for node_id in self.spec.nodes:
+            procs = [p for p in self.procs.values() if p.instance.node == node_id]
+            reports = []
+            for p in procs:
+                for inc, report in p.reports.items():
+                    reports.append(dict(report, live=(inc == p.incarnation)))
+            nodes[node_id] = summarise(reports, sum(p.restarts for p in procs))
+        return nodes
+
+    def _table(self):
+        from rich.table import Table
+
+        elapsed = time.monotonic() - (self.ready_at or self.started_at)
+        table = Table(title=f"{self.spec.name}  {elapsed:.0f} s", title_justify="left")
+        for col in ("node", "kind", "x", "in", "out", "fps", "proc ms p50/p95", "latency ms p50/p95", "drops", "restarts", "RSS MB", "state"):
+            table.add_column(col, justify="left" if col in ("node", "kind", "state") else "right")
+
+        def ms(a, b):
+            return "-" if a is None else f"{a:.1f}/{b:.1f}"
+
+        for node_id, m in self.node_metrics().items():
+            procs = [p for p in self.procs.values() if p.instance.node == node_id]
+            state = "done" if all(p.done for p in procs) else "restarting" if any(p.restart_at for p in procs) else \
+                "running" if all(p.ready for p in procs) else "starting"
+            table.add_row(node_id, self.spec.nodes[node_id].uses, str(len(procs)), str(m["frames_in"]), str(m["frames_out"]),
+                          f"{m['fps']:.1f}", ms(m["proc_ms_p50"], m["proc_ms_p95"]), ms(m["latency_ms_p50"], m["latency_ms_p95"]),
+                          str(m["drops"]), str(m["restarts"]), f"{m['rss_mb']:.0f}", state)
+        return table
+
+    def write_metrics(self) -> None:
+        if not self.metrics_path:
+            return
+        seconds = time.monotonic() - (self.ready_at or self.started_at or time.monotonic())
+        nodes = self.node_metrics()
+        doc = {"graph": self.spec.name, "seconds": round(seconds, 3),
+               "nodes": {n: {k: m[k] for k in NODE_FIELDS} | {"bad_messages": m["bad_messages"], "lost": m["lost"], "counters": m["counters"]}
+                         for n, m in nodes.items()}}
+        Path(self.metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.metrics_path).write_text(json.dumps(doc, indent=2))
+
+    # ----- the loop ------------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_started = time.monotonic()
+            self._signal([p for p in self.procs.values() if p.instance.config["is_source"]], signal.SIGTERM)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.interrupts += 1
+        self.request_stop(signal.Signals(signum).name)
+
+    def run(self) -> int:
+        """Run the graph to the end; return the process exit code."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        live = None
+        code = 0
+        try:
+            self._start_all()
+            if self.live:
+                from rich.console import Console
+                from rich.live import Live
+
+                live = Live(self._table(), console=Console(file=self.out), refresh_per_second=1, transient=False)
+                live.start()
+            next_table = 0.0
+            while True:
+                if self.control.poll(100):
+                    self._on_control()
+                self._check_processes()
+                now = time.monotonic()
+                if self.ready_at is None and all(p.ready for p in self.procs.values()):
+                    self.ready_at = now
+                    if not self.live:
+                        print(f"graph '{self.spec.name}' running: {len(self.procs)} processes", file=self.out, flush=True)
+                if all(p.exited and p.restart_at is None for p in self.procs.values()):
+                    break
+                if self.duration is not None and self.ready_at and now - self.ready_at >= self.duration:
+                    self.request_stop("duration")
+                if self.stop_reason is not None and (self.interrupts > 1 or now - self.stop_started > DRAIN_SECONDS):
+                    self._signal(self.procs.values(), signal.SIGTERM)
+                    deadline = time.monotonic() + KILL_WAIT_SECONDS
+                    while time.monotonic() < deadline and any(p.popen.poll() is None for p in self.procs.values()):
+                        time.sleep(0.02)
+                    self._kill_all()
+                    break
+                if live is not None and now >= next_table:
+                    live.update(self._table())
+                    next_table = now + 1.0
+            self._on_control()
+        except GraphFailed as exc:
+            print(f"error: {exc}", file=self.out, flush=True)
+            code = 1
+            self._signal(self.procs.values(), signal.SIGTERM)
+            time.sleep(0.2)
+            self._kill_all()
+        finally:
+            if live is not None:
+                live.update(self._table())
+                live.stop()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            if getattr(self, "procs", None):
+                self._kill_all()
+                self.write_metrics()
+            self._cleanup()
+        if code == 0 and not self.live:
+            from rich.console import Console
+
+            Console(file=self.out, width=160).print(self._table())
+        return code
+
+    def _cleanup(self) -> None:
+        if getattr(self, "zctx", None):
+            self.zctx.destroy(linger=0)
+        for path in glob.glob(os.path.join(SHM_DIR, f"pg-{self.run_id}-*")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def run_graph(spec: GraphSpec, **options) -> int:
+    return Supervisor(spec, **options).run()

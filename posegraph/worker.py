@@ -1,0 +1,42 @@
+"""Entry point of one node process: `python -m posegraph.worker CONFIG.json INCARNATION`.
+
+A fresh interpreter per node keeps heavy libraries (MediaPipe, TensorFlow) out of every
+process that does not need them, and dies with the runner so nothing is left behind.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when the runner goes, however it goes."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent_pid:  # the runner died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    config_path, incarnation = argv[0], int(argv[1])
+    config = json.loads(Path(config_path).read_text())
+    _die_with_parent(config["runner_pid"])
+    from .kinds import resolve_kind
+    from .runtime import Runtime, install_signal_handlers
+
+    node_class = resolve_kind(config["uses"], Path(config["base_dir"]))
+    runtime = Runtime(config, incarnation, node_class)
+    install_signal_handlers(runtime)
+    return runtime.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
