@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from .runtime import LATEST_SLACK
 from .spec import GraphSpec
 
 MAX_POOL_BYTES = 512 * 1024 * 1024
@@ -55,7 +56,7 @@ def _pool_slots(spec: GraphSpec, node_id: str) -> int:
     depth = 1
     for target, length in nx.single_source_shortest_path_length(spec.graph, node_id).items():
         depth = max(depth, length)
-    per_path = sum(i.size + 2 for _, i in spec.consumers(node_id))
+    per_path = sum(i.size + 2 + (LATEST_SLACK if i.policy == "latest" else 0) for _, i in spec.consumers(node_id))
     return max(4, min(256, per_path * depth + 2))
 
 

@@ -31,7 +31,7 @@ from .shm import MIN_SHM_BYTES, PoolReader, SlotPool
 METRICS_PERIOD = 1.0
 SEND_HWM = 100_000
 REORDER_LIMIT = 4096
-LATEST_SLACK = 4
+LATEST_SLACK = 16
 
 
 class StopNow(Exception):
@@ -338,15 +338,18 @@ class Runtime:
         except zmq.Again:
             pass  # the consumer is gone; it gets this again when it says hello
 
-    def _wait_for_credit(self, link: OutLink) -> bool:
-        """Block until the link may take one more packet; False means drop it (latest)."""
+    def _wait_for_credit(self, link: OutLink) -> None:
+        """Block until the link may take one more packet.
+
+        A `block` link holds at most `size` unprocessed packets. A `latest` consumer drops
+        its oldest packets itself as soon as it drains its socket, so its producer only
+        waits past a generous bound that keeps memory finite; it never drops the newest.
+        """
         while not link.ready:
             self._pump(0.05)
-        if link.policy == "latest":
-            return link.unconsumed < link.size + LATEST_SLACK
-        while link.unconsumed >= link.size:
+        limit = link.size + (LATEST_SLACK if link.policy == "latest" else 0)
+        while link.unconsumed >= limit:
             self._pump(0.05)
-        return True
 
     def _encode_arrays(self, arrays, for_shm: bool, slots: list):
         specs, buffers = [], []
@@ -388,17 +391,13 @@ class Runtime:
             for link in links:
                 if link.replicas > 1 and seq % link.replicas != link.replica:
                     continue
-                if not self._wait_for_credit(link):
-                    self.drops += 1
-                    frames = [wire.pack(dict(base, e=link.id, x=wire.FLAG_DROPPED, a=[], b=False, m=None))]
+                self._wait_for_credit(link)
+                if link.shm not in encoded:
                     slots = []
-                else:
-                    if link.shm not in encoded:
-                        slots = []
-                        specs, buffers = self._encode_arrays(arrays, link.shm, slots)
-                        encoded[link.shm] = (specs, buffers, slots)
-                    specs, buffers, slots = encoded[link.shm]
-                    frames = [wire.pack(dict(base, e=link.id, a=specs))] + buffers
+                    specs, buffers = self._encode_arrays(arrays, link.shm, slots)
+                    encoded[link.shm] = (specs, buffers, slots)
+                specs, buffers, slots = encoded[link.shm]
+                frames = [wire.pack(dict(base, e=link.id, a=specs))] + buffers
                 for pool, slot in slots:
                     pool.retain(slot)
                 entry = Entry(frames, slots)
@@ -644,9 +643,12 @@ class Runtime:
         entry[port] = rec
         waiting = self.waiting[port]
         waiting.append(key)
+        if rec.flags & wire.FLAG_DROPPED:  # dropped upstream: pass the news on at once
+            self._drop_key(key, None)
+            return
         link = self.port_links[port]
         if link.policy == "latest" and len(waiting) > link.size:
-            self._drop_key(waiting[0])
+            self._drop_key(waiting[0], "drops")
         if key in self.keys and len(entry) == len(self.ports):
             self.ready.append(key)
 
@@ -659,9 +661,10 @@ class Runtime:
             self.holding.pop(key, None)
         self._ack_inputs(recs, wire.ACK_CONSUMED | wire.ACK_RELEASED)
 
-    def _drop_key(self, key, overflow: bool = True) -> None:
-        """Drop a seq everywhere and tell downstream: a `latest` queue overflowed, or the
-        stream ended before the seq was complete."""
+    def _drop_key(self, key, counter: str | None) -> None:
+        """Drop a seq everywhere and tell downstream. `counter` says what it counts as:
+        "drops" (a `latest` queue overflowed), "lost" (the stream ended before the seq was
+        complete) or None (it was dropped, and counted, upstream)."""
         entry = self.keys.pop(key)
         for port in entry:
             self.waiting[port].remove(key)
@@ -670,10 +673,8 @@ class Runtime:
         missing = set(self.ports) - set(entry)
         if missing:
             self.dropped[key] = missing
-        if overflow:
-            self.drops += 1
-        else:
-            self.lost += 1
+        if counter:
+            setattr(self, counter, getattr(self, counter) + 1)
         self._finish_key(key, list(entry.values()), wire.FLAG_DROPPED, 0, {})
 
     def _process_key(self, key) -> None:
@@ -735,7 +736,7 @@ class Runtime:
             if stream in self.finished_streams or not all(stream in self.ended[p] for p in self.ports):
                 continue
             for key in [k for k in self.keys if k[0] == stream]:  # never completed: lost
-                self._drop_key(key, overflow=False)
+                self._drop_key(key, "lost")
             self.finished_streams.add(stream)
             self._emit_eos(stream, self.end_seq.get(stream, 0))
 

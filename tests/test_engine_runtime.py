@@ -1,0 +1,216 @@
+"""The engine with real processes and real sockets: order, joins, end of stream, replicas,
+queue policies, restarts, shutdown and garbage on the wire."""
+import os
+import random
+import signal
+import time
+
+import msgpack
+import zmq
+
+from conftest import processes_with
+
+CHAIN = """
+name: chain
+nodes:
+  - id: source
+    uses: synthetic
+    params: {{width: {w}, height: {h}, count: {count}, fps: {fps}}}
+  - id: hop1
+    uses: passthrough
+    inputs: {{frame: source/frame}}
+  - id: hop2
+    uses: passthrough
+    inputs: {{frame: hop1/frame}}
+  - id: sink
+    uses: null
+    params: {{record: TMP/sink.jsonl{sink_params}}}
+    inputs: {{frame: hop2/frame}}
+"""
+
+
+def chain(count=200, fps=0, w=320, h=240, sink_params=""):
+    return CHAIN.format(count=count, fps=fps, w=w, h=h, sink_params=sink_params)
+
+
+def assert_complete_in_order(records, count):
+    assert [r["seq"] for r in records] == list(range(count))
+    assert all(r["stamp_ok"] for r in records), "a frame arrived with another frame's pixels"
+
+
+def test_file_graph_ends_by_itself_with_every_frame_in_order(graph_run):
+    run = graph_run(chain(count=300, w=1280, h=720))
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 300)
+    nodes = run.metrics["nodes"]
+    assert {n: nodes[n]["frames_out"] for n in ("source", "hop1", "hop2", "sink")} == dict.fromkeys(("source", "hop1", "hop2", "sink"), 300)
+    assert nodes["sink"]["drops"] == 0 and nodes["sink"]["lost"] == 0
+    for key in ("frames_in", "frames_out", "fps", "proc_ms_p50", "proc_ms_p95", "latency_ms_p50", "latency_ms_p95", "drops", "restarts", "rss_mb"):
+        assert key in nodes["hop1"]
+    assert nodes["hop1"]["rss_mb"] > 10
+
+
+def test_tcp_links_carry_frames_as_bytes_intact(graph_run):
+    run = graph_run(chain(count=100, w=640, h=480).replace("name: chain", "name: chain\ntransport: tcp\nbase_port: 47310"))
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 100)
+
+
+def test_join_pairs_inputs_by_sequence_number(graph_run):
+    run = graph_run("""
+name: join
+nodes:
+  - {id: source, uses: synthetic, params: {width: 640, height: 480, count: 150}}
+  - {id: fast, uses: passthrough, inputs: {frame: source/frame}}
+  - {id: slow, uses: TESTS/engine_test_nodes.py:Jitter, params: {max_ms: 3}, replicas: 2, inputs: {frame: source/frame}}
+  - {id: pair, uses: TESTS/engine_test_nodes.py:Pair, params: {record: TMP/pair.jsonl}, inputs: {left: fast/frame, right: slow/frame}}
+  - {id: sink, uses: null, params: {record: TMP/sink.jsonl}, inputs: {frame: pair/frame}}
+""")
+    assert run.wait() == 0, run.stderr
+    pairs = run.records("pair.jsonl")
+    assert [p["seq"] for p in pairs] == list(range(150))
+    assert all(p["left"] == p["right"] == p["seq"] for p in pairs)
+    assert_complete_in_order(run.records(), 150)
+
+
+def test_replicas_share_the_work_and_the_consumer_sees_sequence_order(graph_run):
+    run = graph_run("""
+name: replicas
+nodes:
+  - {id: source, uses: synthetic, params: {width: 320, height: 240, count: 240}}
+  - {id: work, uses: TESTS/engine_test_nodes.py:Jitter, params: {max_ms: 4}, replicas: 3, inputs: {frame: source/frame}}
+  - {id: sink, uses: null, params: {record: TMP/sink.jsonl}, inputs: {frame: work/frame}}
+""")
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 240)
+    assert run.metrics["nodes"]["work"]["frames_out"] == 240
+
+
+def test_latest_queue_drops_and_counts_while_block_loses_nothing(graph_run, tmp_path):
+    latest = graph_run(chain(count=200, sink_params=", delay_ms: 4").replace(
+        "inputs: {frame: hop2/frame}", "inputs: {frame: hop2/frame}\n    queue: {frame: {policy: latest, size: 1}}"))
+    assert latest.wait() == 0, latest.stderr
+    seqs = [r["seq"] for r in latest.records()]
+    drops = latest.metrics["nodes"]["sink"]["drops"]
+    assert drops > 0 and len(seqs) + drops == 200
+    assert seqs == sorted(seqs) and seqs[-1] == 199 and all(r["stamp_ok"] for r in latest.records())
+
+    (tmp_path / "sink.jsonl").unlink()
+    block = graph_run(chain(count=200, sink_params=", delay_ms: 4"))
+    assert block.wait() == 0, block.stderr
+    assert_complete_in_order(block.records(), 200)
+    assert block.metrics["nodes"]["sink"]["drops"] == 0
+
+
+def test_sigkill_of_a_node_mid_stream_is_restarted_and_nothing_is_lost(graph_run):
+    run = graph_run(chain(count=400, fps=150, w=640, h=480))
+    run.wait_for_records(80)
+    pid, _ = run.worker_pid("hop1.0")
+    os.kill(pid, signal.SIGKILL)
+    assert run.wait() == 0, run.stderr
+    assert "node 'hop1' died (killed by SIGKILL); restarting (1/3)" in run.stderr
+    assert_complete_in_order(run.records(), 400)
+    assert run.metrics["nodes"]["hop1"]["restarts"] == 1
+
+
+def test_sigkill_of_the_source_resumes_where_it_stopped(graph_run):
+    run = graph_run(chain(count=300, fps=150))
+    run.wait_for_records(60)
+    pid, _ = run.worker_pid("source.0")
+    os.kill(pid, signal.SIGKILL)
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 300)
+
+
+def test_a_node_that_keeps_failing_stops_the_graph_with_its_error(graph_run):
+    run = graph_run("""
+name: crash
+nodes:
+  - {id: source, uses: synthetic, params: {width: 64, height: 48, count: 100}}
+  - {id: bad, uses: TESTS/engine_test_nodes.py:Crash, params: {at: 5}, max_restarts: 2, inputs: {frame: source/frame}}
+  - {id: sink, uses: null, inputs: {frame: bad/frame}}
+""")
+    start = time.monotonic()
+    assert run.wait(timeout=30) == 1
+    assert time.monotonic() - start < 20
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: node 'bad' died (RuntimeError: cannot handle frame 5")
+    assert "its 2 restarts are used up" in last
+    assert run.workers() == {}
+
+
+def test_a_node_that_cannot_open_stops_the_graph_with_one_line(graph_run):
+    run = graph_run("""
+name: nocam
+nodes:
+  - {id: camera, uses: TESTS/engine_test_nodes.py:NoCamera}
+  - {id: sink, uses: null, inputs: {frame: camera/frame}}
+""")
+    assert run.wait(timeout=30) == 1
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    assert errors == ["error: node 'camera' field 'params.source': cannot open: cannot open camera 7"]
+
+
+def _interrupt_and_check_drain(graph_run, sig):
+    run = graph_run(chain(count=0, fps=60))
+    run.wait_for_records(20)
+    run_dir = str(next(iter(run.workers().values())).parent)
+    start = time.monotonic()
+    run.proc.send_signal(sig)
+    code = run.wait(timeout=10)
+    assert time.monotonic() - start < 5.0
+    assert code == 0, run.stderr
+    assert processes_with(run_dir) == []
+    assert not os.path.exists(run_dir)
+    seqs = [r["seq"] for r in run.records()]
+    assert seqs == list(range(len(seqs)))  # drained: what was in flight arrived, in order
+    return run
+
+
+def test_ctrl_c_drains_within_5_s_and_leaves_no_process(graph_run):
+    _interrupt_and_check_drain(graph_run, signal.SIGINT)
+
+
+def test_sigterm_drains_within_5_s_and_leaves_no_process(graph_run):
+    _interrupt_and_check_drain(graph_run, signal.SIGTERM)
+
+
+def test_duration_and_max_frames_stop_an_endless_source(graph_run, tmp_path):
+    run = graph_run(chain(count=0, fps=0), "--max-frames", "120")
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 120)
+    (tmp_path / "sink.jsonl").unlink()
+    timed = graph_run(chain(count=0, fps=50), "--duration", "1.5")
+    assert timed.wait(timeout=20) == 0, timed.stderr
+    assert 20 < len(timed.records()) < 200
+
+
+def test_garbage_on_an_input_socket_is_counted_and_dropped(graph_run):
+    run = graph_run(chain(count=250, fps=100, w=320, h=240))
+    run.wait_for_records(10)
+    _, config = run.worker_pid("sink.0")
+    inbox = f"ipc://{config.parent}/sink.0.in"
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 1000)
+    push.connect(inbox)
+    rng = random.Random(7)
+    good = {"k": "d", "e": 0, "f": 0, "i": 0, "s": 0, "q": 10_000, "t": 1, "x": 0, "b": True, "m": None,
+            "a": [["", "|u1", [240, 320, 3], None]]}
+    garbage = [
+        [bytes(rng.getrandbits(8) for _ in range(64))],                      # random bytes
+        [msgpack.packb(good)[:-7]],                                            # truncated header
+        [msgpack.packb(good), b"\0" * 100],                                    # shape lies about the bytes
+        [msgpack.packb(dict(good, e=999)), b"\0" * (240 * 320 * 3)],           # a link the sink does not have
+        [msgpack.packb(dict(good, a=[["", "|u1", [240, 320, 3], ["pg-deadbeef00-x", 0, 1, 4096]]]))],  # foreign pool
+        [msgpack.packb(dict(good, a=[["", "O", [1], None]])), b"x"],           # object dtype
+        [msgpack.packb([1, 2, 3])],                                            # not a map
+        [msgpack.packb(dict(good, k="zz"))],                                   # unknown kind
+    ]
+    for frames in garbage:
+        push.send_multipart(frames)
+    push.close()
+    ctx.term()
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 250)
+    assert run.metrics["nodes"]["sink"]["bad_messages"] >= len(garbage)
