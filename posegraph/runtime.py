@@ -26,6 +26,7 @@ import zmq
 
 from . import wire
 from .metrics import Ring, rss_mb
+from .node import EndOfStream
 from .shm import MIN_SHM_BYTES, PoolReader, SlotPool
 
 METRICS_PERIOD = 1.0
@@ -142,6 +143,7 @@ class Runtime:
         self.allocated: dict[int, tuple[SlotPool, int]] = {}
         self.forwardable: dict[int, tuple[list, int]] = {}
         self.pending: dict[tuple[int, int], list] = {}  # (s, q) -> [outstanding entries, input packets]
+        self.acks: dict[object, list] = {}  # producer back socket -> acks not sent yet
         # metrics
         self.frames_in = self.frames_out = self.drops = self.bad = self.lost = 0
         self.t_first = self.t_last = 0.0
@@ -251,6 +253,7 @@ class Runtime:
         """Serve the back channel (and metrics) for up to `timeout` seconds."""
         if self.stop_requested and not self.config["is_source"]:
             raise StopNow
+        self._flush_acks()
         if self.back is not None and self.back.poll(int(timeout * 1000)):
             self._drain_back()
         elif self.back is None and timeout:
@@ -258,20 +261,18 @@ class Runtime:
         self._maybe_report_metrics()
 
     def _drain_back(self) -> None:
-        while True:
+        back = self.back
+        while back.get(zmq.EVENTS) & zmq.POLLIN:
             try:
-                raw = self.back.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = wire.decode_back(raw)
+                msg = wire.decode_back(back.recv(zmq.NOBLOCK))
             except wire.WireError:
                 self.bad += 1
                 continue
             if msg[0] == wire.BACK_HELLO:
                 self._on_hello(msg[1], msg[2])
             else:
-                self._on_ack(*msg[1:])
+                for ack in msg[1:]:
+                    self._on_ack(*ack)
 
     def _on_hello(self, consumer: str, incarnation: int) -> None:
         links = self.links_by_consumer.get(consumer)
@@ -322,14 +323,20 @@ class Runtime:
             self._ack_inputs(pending[1], wire.ACK_RELEASED)
 
     def _ack_inputs(self, packets, flags: int) -> None:
+        """Queue acks for the producers of `packets`; _flush_acks sends them in batches."""
         for rec in packets:
             link = self.in_links[rec.link]
             if rec.producer < len(link.producers):
+                self.acks.setdefault(link.producers[rec.producer], []).append([rec.link, rec.stream, rec.seq, flags, rec.pinc])
+
+    def _flush_acks(self) -> None:
+        for sock, acks in self.acks.items():
+            for start in range(0, len(acks), 1000):
                 try:
-                    link.producers[rec.producer].send(
-                        wire.pack([wire.BACK_ACK, rec.link, rec.stream, rec.seq, flags, rec.pinc]), zmq.NOBLOCK)
+                    sock.send(wire.pack([wire.BACK_ACK, *acks[start:start + 1000]]), zmq.NOBLOCK)
                 except zmq.Again:
-                    pass
+                    pass  # that producer is gone; its next incarnation resends and we ack again
+        self.acks.clear()
 
     # ----- sending --------------------------------------------------------------------------
     def _send(self, link: OutLink, frames: list) -> None:
@@ -490,8 +497,12 @@ class Runtime:
         seq = int(self.state[stream])
         self.ctx.resume_seq = seq
         limit = self.config["max_frames"]
-        from .node import EndOfStream
-
+        go = os.path.join(self.config["run_dir"], "go")
+        while not os.path.exists(go) and not self.stop_requested:  # the runner: every node is open
+            self._pump(0.02)
+        for link in self.out_links.values():
+            while not link.ready and not self.stop_requested:
+                self._pump(0.02)
         while not self.stop_requested and not (limit and seq >= limit):
             self.ctx.capture_ns = 0
             try:
@@ -511,6 +522,7 @@ class Runtime:
 
     def _finish(self) -> None:
         """Wait until everything sent was released, so no consumer reads a dead pool."""
+        self._flush_acks()
         while any(link.outstanding for link in self.out_links.values()):
             if self.stop_requested and self.config["is_source"]:
                 deadline = getattr(self, "_finish_deadline", None) or time.monotonic() + 2.0
@@ -544,6 +556,7 @@ class Runtime:
             if self.stop_requested:
                 raise StopNow
             if not self.ready:
+                self._flush_acks()
                 poller.poll(100)
             if self.back is not None:
                 self._drain_back()
@@ -563,11 +576,11 @@ class Runtime:
         return expected
 
     def _drain_inbox(self) -> None:
+        inbox = self.inbox
         for _ in range(256):
-            try:
-                frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not inbox.get(zmq.EVENTS) & zmq.POLLIN:
                 return
+            frames = inbox.recv_multipart(zmq.NOBLOCK, copy=False)
             try:
                 self._on_message(frames)
             except (wire.WireError, ValueError, KeyError, IndexError, TypeError, OSError):
@@ -741,6 +754,7 @@ class Runtime:
             self._emit_eos(stream, self.end_seq.get(stream, 0))
 
     def _teardown(self) -> None:
+        self._flush_acks()
         for link in getattr(self, "out_links", {}).values():
             link.outstanding.clear()
         for pool in self.pools.values():

@@ -261,6 +261,7 @@ class Supervisor:
                 now = time.monotonic()
                 if self.ready_at is None and all(p.ready for p in self.procs.values()):
                     self.ready_at = now
+                    Path(self.run_dir, "go").touch()  # sources start only once every node is open
                     if not self.live:
                         print(f"graph '{self.spec.name}' running: {len(self.procs)} processes", file=self.out, flush=True)
                 if all(p.exited and p.restart_at is None for p in self.procs.values()):

@@ -8,6 +8,7 @@ raises WireError and is counted and dropped by the caller, never crashes a node.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -25,7 +26,8 @@ BACK_ACK = "b"        # consumer -> producer: consumed and/or released (stream, 
 ACK_CONSUMED = 1      # processed: frees a queue credit
 ACK_RELEASED = 2      # its results were released downstream: frees the slots
 
-ALLOWED_DTYPES = {np.dtype(t).str for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f2", "f4", "f8", "?")}
+ITEMSIZE = {np.dtype(t).str: np.dtype(t).itemsize for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f2", "f4", "f8", "?")}
+ALLOWED_DTYPES = set(ITEMSIZE)
 MAX_ARRAYS = 32
 MAX_NDIM = 8
 MAX_ARRAY_BYTES = 1 << 31
@@ -81,9 +83,12 @@ def join_value(bare: bool, arrays: list[tuple[str, np.ndarray]], meta: Any, empt
 
 
 def _check_int(value, name, low, high):
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if type(value) is not int or not low <= value <= high:
         raise WireError(f"header field {name!r} must be an integer in {low}..{high}")
     return value
+
+
+_LIMITS = (("e", 1 << 30), ("f", 1 << 16), ("i", 1 << 30), ("s", 1 << 16), ("q", 1 << 62))
 
 
 def decode_header(raw: bytes | memoryview) -> dict:
@@ -94,44 +99,43 @@ def decode_header(raw: bytes | memoryview) -> dict:
         header = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
     except Exception as exc:
         raise WireError(f"header is not msgpack ({type(exc).__name__})") from None
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise WireError("header is not a map")
     kind = header.get("k")
     if kind == KIND_ANNOUNCE:
-        _check_int(header.get("f"), "f", 0, 1 << 16)
-        _check_int(header.get("i"), "i", 0, 1 << 30)
-        _check_int(header.get("e"), "e", 0, 1 << 30)
+        for name, high in _LIMITS[:3]:
+            _check_int(header.get(name), name, 0, high)
         return header
-    if kind not in (KIND_DATA, KIND_EOS):
+    if kind != KIND_DATA and kind != KIND_EOS:
         raise WireError(f"unknown message kind {kind!r}")
-    for name, high in (("e", 1 << 30), ("f", 1 << 16), ("i", 1 << 30), ("s", 1 << 16), ("q", 1 << 62)):
+    for name, high in _LIMITS:
         _check_int(header.get(name), name, 0, high)
     if kind == KIND_EOS:
         return header
     _check_int(header.get("t"), "t", 0, 1 << 63)
     _check_int(header.get("x"), "x", 0, FLAG_EMPTY | FLAG_DROPPED)
-    if not isinstance(header.get("b"), bool):
+    if type(header.get("b")) is not bool:
         raise WireError("header field 'b' must be a boolean")
     meta = header.get("m")
-    if meta is not None and not isinstance(meta, dict):
+    if meta is not None and type(meta) is not dict:
         raise WireError("header field 'm' must be a map")
     arrays = header.get("a")
-    if not isinstance(arrays, list) or len(arrays) > MAX_ARRAYS:
+    if type(arrays) is not list or len(arrays) > MAX_ARRAYS:
         raise WireError("header field 'a' must be a list of at most 32 arrays")
     for spec in arrays:
-        if not (isinstance(spec, list) and len(spec) == 4 and isinstance(spec[0], str) and len(spec[0]) <= 64):
+        if not (type(spec) is list and len(spec) == 4 and type(spec[0]) is str and len(spec[0]) <= 64):
             raise WireError("array entry must be [name, dtype, shape, ref]")
         if spec[1] not in ALLOWED_DTYPES:
             raise WireError(f"array dtype {spec[1]!r} not allowed")
         shape = spec[2]
-        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < (1 << 31) for d in shape)):
+        if not (type(shape) is list and len(shape) <= MAX_NDIM and all(type(d) is int and 0 <= d < (1 << 31) for d in shape)):
             raise WireError("array shape must be a list of at most 8 non-negative integers")
-        if int(np.prod(shape, dtype=np.int64)) * np.dtype(spec[1]).itemsize > MAX_ARRAY_BYTES:
+        if math.prod(shape) * ITEMSIZE[spec[1]] > MAX_ARRAY_BYTES:
             raise WireError("array larger than 2 GiB")
         ref = spec[3]
-        if ref is not None and not (isinstance(ref, list) and len(ref) == 4 and isinstance(ref[0], str)
-                                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ref[1:])):
-            raise WireError("array ref must be null or [pool, slot, generation, offset]")
+        if ref is not None and not (type(ref) is list and len(ref) == 4 and type(ref[0]) is str
+                                    and all(type(v) is int and v >= 0 for v in ref[1:])):
+            raise WireError("array ref must be null or [pool, slot, generation, slot bytes]")
     if header["b"] and len(arrays) != 1:
         raise WireError("a bare packet carries exactly one array")
     return header
@@ -140,7 +144,7 @@ def decode_header(raw: bytes | memoryview) -> dict:
 def inline_array(spec: list, buffer) -> np.ndarray:
     """View an inline buffer as the array its header entry promises (checked, read-only)."""
     dtype = np.dtype(spec[1])
-    nbytes = int(np.prod(spec[2], dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(spec[2]) * dtype.itemsize
     if len(buffer) != nbytes:
         raise WireError(f"array {spec[0]!r}: header promises {nbytes} bytes, buffer has {len(buffer)}")
     array = np.frombuffer(buffer, dtype=dtype).reshape(spec[2])
@@ -149,8 +153,12 @@ def inline_array(spec: list, buffer) -> np.ndarray:
 
 
 def decode_back(raw: bytes | memoryview) -> list:
-    """Parse and check a back-channel message (hello or ack)."""
-    if len(raw) > 4096:
+    """Parse and check a back-channel message: a hello, or a batch of acks.
+
+    ["h", consumer instance, consumer incarnation, consumer replica]
+    ["b", [link, stream, seq, flags, producer incarnation], ...]
+    """
+    if len(raw) > 64 * 1024:
         raise WireError("back message too large")
     try:
         msg = msgpack.unpackb(raw, raw=False, max_bin_len=0, max_ext_len=0)
@@ -162,8 +170,9 @@ def decode_back(raw: bytes | memoryview) -> list:
         _check_int(msg[2], "consumer incarnation", 0, 1 << 30)
         _check_int(msg[3], "consumer replica", 0, 1 << 16)
         return msg
-    if msg[0] == BACK_ACK and len(msg) == 6:
-        for value, high in zip(msg[1:], (1 << 30, 1 << 16, 1 << 62, 3, 1 << 30)):
-            _check_int(value, "ack field", 0, high)
+    if msg[0] == BACK_ACK and len(msg) >= 2:
+        for ack in msg[1:]:
+            if not (isinstance(ack, list) and len(ack) == 5 and all(type(v) is int and v >= 0 for v in ack) and ack[3] <= 3):
+                raise WireError("ack must be [link, stream, seq, flags, incarnation]")
         return msg
     raise WireError("unknown back message")

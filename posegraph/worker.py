@@ -35,6 +35,14 @@ def main(argv: list[str]) -> int:
     node_class = resolve_kind(config["uses"], Path(config["base_dir"]))
     runtime = Runtime(config, incarnation, node_class)
     install_signal_handlers(runtime)
+    profile_dir = os.environ.get("POSEGRAPH_PROFILE")  # developer aid: cProfile each node process
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        code = profiler.runcall(runtime.run)
+        profiler.dump_stats(os.path.join(profile_dir, f"{config['node']}.{config['replica']}.{incarnation}.prof"))
+        return code
     return runtime.run()
 
 

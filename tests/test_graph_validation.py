@@ -1,0 +1,1015 @@
+"""Graph validation: every malformed graph is rejected before any process starts.
+
+The contract pinned here: `posegraph.spec.load_graph` raises one SpecError whose
+attributes name the file, the 1-based line, the node id and the field at fault, and whose
+str() is a single line `FILE:LINE: node 'ID' field 'FIELD': DETAIL`; the CLI prints it as
+`error: ...` on exactly one stderr line and exits 2.
+
+Each malformed case lives in CASES (YAML text plus where the error must point). The named
+tests check what each message says; one parametrised test checks the one-line format of
+all of them; a handful of cases also go through the real `runner.py` as a subprocess.
+Expected line numbers are computed from the YAML text (the line holding a marker
+fragment), so a case's text and its expected line cannot drift apart.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from posegraph.spec import SpecError, load_graph  # noqa: E402
+
+ANY_LINE = object()  # the error may or may not carry a line (nothing in the file to point at)
+NO_LINE = object()  # the error must carry no line (it is not about a line of the file)
+
+MYNODE = """\
+from posegraph import Node, Param
+
+
+class MyNode(Node):
+    INPUTS = {"frame": "a frame"}
+    OUTPUTS = {"frame": "the same frame"}
+    PARAMS = {"gain": Param(1.0, min=0.0, max=10.0, help="a made-up gain")}
+
+    def process(self, inputs, ctx):
+        return {"frame": inputs["frame"]}
+
+
+def helper():
+    return None
+"""
+
+BROKEN = """\
+raise RuntimeError("boom")
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    yaml: str
+    at: object  # marker fragment of the expected line, (fragment, nth occurrence), an int, ANY_LINE or NO_LINE
+    node: str | None
+    field: str | None
+    words: tuple[str, ...]  # fragments the detail must contain
+    files: tuple[tuple[str, str], ...] = ()  # extra files written next to the graph
+    overrides: tuple[str, ...] = ()
+    file: str | None = None  # expected SpecError.file when not the graph's path
+
+
+def g(text: str) -> str:
+    """A whole graph file written indented in this source."""
+    return textwrap.dedent(text).lstrip("\n")
+
+
+def more(text: str) -> str:
+    """Node items to append to SOURCE's `nodes:` list (indented two spaces, like SOURCE's)."""
+    return textwrap.indent(g(text), "  ")
+
+
+SOURCE = """\
+name: t
+nodes:
+  - id: source
+    uses: synthetic
+    params: {width: 64, height: 48, count: 5}
+"""
+
+CASES: dict[str, Case] = {
+    # --- the file as a whole -------------------------------------------------------------
+    "yaml_syntax_error": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic: oops
+        """),
+        "synthetic: oops", None, None, ("YAML syntax error", "mapping values are not allowed here")),
+    "top_level_is_a_list": Case(
+        g("""
+        - id: source
+          uses: synthetic
+        """),
+        ANY_LINE, None, None, ("a graph file must be a mapping with a 'nodes' list",)),
+    "empty_file": Case("", ANY_LINE, None, None, ("a graph file must be a mapping with a 'nodes' list",)),
+    "missing_nodes": Case(
+        g("""
+        name: t
+        description: no nodes at all
+        """),
+        "name: t", None, None, ("'nodes' must be a non-empty list of nodes",)),
+    "empty_nodes": Case(
+        g("""
+        name: t
+        nodes: []
+        """),
+        "nodes: []", None, None, ("'nodes' must be a non-empty list of nodes",)),
+    "nodes_is_a_mapping": Case(
+        g("""
+        name: t
+        nodes:
+          source: {uses: synthetic}
+        """),
+        "nodes:", None, None, ("'nodes' must be a non-empty list of nodes",)),
+    "unknown_top_level_field": Case(
+        g("""
+        name: t
+        node:
+          - id: source
+            uses: synthetic
+        """),
+        "node:", None, None, ("unknown top-level field 'node'", "(did you mean 'nodes'?)")),
+    "bad_graph_transport": Case(
+        SOURCE + "transport: udp\n",
+        "transport: udp", None, None, ("transport must be one of ipc, tcp, got 'udp'",)),
+    "bad_base_port": Case(
+        SOURCE + "base_port: 80\n",
+        "base_port: 80", None, None, ("base_port must be an integer in 1024..65000, got 80",)),
+    "node_is_not_a_mapping": Case(
+        g("""
+        name: t
+        nodes:
+          - synthetic
+        """),
+        ANY_LINE, None, None, ("node #1 must be a mapping with 'id' and 'uses'",)),
+    # --- ids ---------------------------------------------------------------------------
+    "node_without_id": Case(
+        SOURCE + more("""
+          - uses: passthrough
+            inputs: {frame: source/frame}
+        """),
+        "- uses: passthrough", None, "id", ("node #2 has no 'id'",)),
+    "duplicate_id": Case(
+        SOURCE + more("""
+          - id: source
+            uses: synthetic
+        """),
+        ("- id: source", 2), "source", "id", ("duplicate id", "first defined on line 3")),
+    "bad_id_characters": Case(
+        SOURCE + more("""
+          - id: my hop!
+            uses: passthrough
+            inputs: {frame: source/frame}
+        """),
+        "- id: my hop!", None, "id", ("'my hop!'", "must start with a letter", "letters, digits, '_' or '-'")),
+    "id_starting_with_a_digit": Case(
+        SOURCE + more("""
+          - id: 2hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+        """),
+        "- id: 2hop", None, "id", ("'2hop'", "must start with a letter")),
+    # --- uses --------------------------------------------------------------------------
+    "missing_uses": Case(
+        SOURCE + more("""
+          - id: hop
+            inputs: {frame: source/frame}
+        """),
+        "- id: hop", "hop", "uses", ("missing 'uses'", "path/to/file.py:ClassName")),
+    "unknown_kind": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: pasthrough
+            inputs: {frame: source/frame}
+        """),
+        "uses: pasthrough", "hop", "uses",
+        ("unknown kind 'pasthrough'", "(did you mean 'passthrough'?)", "built-in kinds: null, passthrough, synthetic")),
+    "user_node_file_not_found": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: missing.py:Thing
+            inputs: {frame: source/frame}
+        """),
+        "uses: missing.py:Thing", "hop", "uses", ("node file 'missing.py' not found", "missing.py)")),
+    "user_node_class_missing": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: mynode.py:MyNod
+            inputs: {frame: source/frame}
+        """),
+        "uses: mynode.py:MyNod", "hop", "uses", ("'mynode.py' has no class 'MyNod'", "(did you mean 'MyNode'?)"),
+        files=(("mynode.py", MYNODE),)),
+    "user_node_file_fails_to_import": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: broken.py:Thing
+            inputs: {frame: source/frame}
+        """),
+        "uses: broken.py:Thing", "hop", "uses", ("importing 'broken.py' failed", "RuntimeError: boom"),
+        files=(("broken.py", BROKEN),)),
+    "user_node_is_not_a_node_class": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: mynode.py:helper
+            inputs: {frame: source/frame}
+        """),
+        "uses: mynode.py:helper", "hop", "uses", ("'mynode.py:helper' is not a posegraph.Node subclass",),
+        files=(("mynode.py", MYNODE),)),
+    # --- node fields -------------------------------------------------------------------
+    "unknown_node_field": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            input: {frame: source/frame}
+        """),
+        "input: {frame", "hop", "input", ("unknown field", "(did you mean 'inputs'?)")),
+    "bad_node_transport": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            transport: shm
+        """),
+        "transport: shm", "hop", "transport", ("transport must be one of ipc, tcp, got 'shm'",)),
+    "bad_node_port": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            port: 99999
+        """),
+        "port: 99999", "hop", "port", ("port must be an integer in 1024..65000, got 99999",)),
+    # --- params ------------------------------------------------------------------------
+    "unknown_param": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              widht: 320
+        """),
+        "widht: 320", "source", "params.widht",
+        ("unknown param", "(did you mean 'width'?)", "this kind takes: count, fps, height, width")),
+    "param_of_wrong_type": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              height: 48
+              width: "big"
+        """),
+        'width: "big"', "source", "params.width", ("expected int, got str 'big'",)),
+    "param_below_minimum": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              width: 2
+        """),
+        "width: 2", "source", "params.width", ("2 is below the minimum 8",)),
+    "negative_count": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              count: -1
+        """),
+        "count: -1", "source", "params.count", ("-1 is below the minimum 0",)),
+    "param_above_maximum": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              height: 10000
+        """),
+        "height: 10000", "source", "params.height", ("10000 is above the maximum 4320",)),
+    "params_not_a_mapping": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params: [64, 48]
+        """),
+        "params: [64, 48]", "source", "params", ("params must be a mapping of name: value",)),
+    # --- replicas, restart ---------------------------------------------------------------
+    "replicas_on_stateful_null": Case(
+        SOURCE + more("""
+          - id: sink
+            uses: null
+            inputs: {frame: source/frame}
+            replicas: 2
+        """),
+        "replicas: 2", "sink", "replicas", ("kind 'null' is stateful", "cannot be replicated")),
+    "replicas_on_stateful_synthetic": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            replicas: 3
+        """),
+        "replicas: 3", "source", "replicas", ("kind 'synthetic' is stateful", "cannot be replicated")),
+    "zero_replicas": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            replicas: 0
+        """),
+        "replicas: 0", "hop", "replicas", ("replicas must be an integer in 1..64, got 0",)),
+    "fractional_replicas": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            replicas: 1.5
+        """),
+        "replicas: 1.5", "hop", "replicas", ("replicas must be an integer in 1..64, got 1.5",)),
+    "replicas_as_text": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            replicas: two
+        """),
+        "replicas: two", "hop", "replicas", ("replicas must be an integer in 1..64, got 'two'",)),
+    "invalid_restart": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            restart: always
+        """),
+        "restart: always", "hop", "restart", ("restart must be one of on-failure, never, got 'always'",)),
+    "invalid_max_restarts": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            max_restarts: -1
+        """),
+        "max_restarts: -1", "hop", "max_restarts", ("max_restarts must be an integer in 0..100, got -1",)),
+    # --- wiring ------------------------------------------------------------------------
+    "inputs_on_a_source": Case(
+        SOURCE + more("""
+          - id: second
+            uses: synthetic
+            inputs: {frame: source/frame}
+        """),
+        "inputs: {frame: source/frame}", "second", "inputs", ("kind 'synthetic' is a source and takes no inputs",)),
+    "inputs_not_a_mapping": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: [source/frame]
+        """),
+        "inputs: [source/frame]", "hop", "inputs", ("inputs must be a mapping of port: producer/port",)),
+    "unknown_input_port": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs:
+              frames: source/frame
+        """),
+        "frames: source/frame", "hop", "inputs.frames",
+        ("kind 'passthrough' has no input port 'frames'", "(did you mean 'frame'?)", "inputs: frame")),
+    "input_from_missing_node": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs:
+              frame: sorce/frame
+        """),
+        "frame: sorce/frame", "hop", "inputs.frame",
+        ("wired to 'sorce/frame' but there is no node 'sorce'", "(did you mean 'source'?)")),
+    "input_from_missing_output_port": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs:
+              frame: source/image
+        """),
+        "frame: source/image", "hop", "inputs.frame",
+        ("node 'source' (synthetic) has no output port 'image'", "outputs: frame")),
+    "input_from_a_sink": Case(
+        SOURCE + more("""
+          - id: sink
+            uses: null
+            inputs: {frame: source/frame}
+          - id: hop
+            uses: passthrough
+            inputs:
+              frame: sink/frame
+        """),
+        "frame: sink/frame", "hop", "inputs.frame", ("node 'sink' (null) has no output port 'frame'", "outputs: none")),
+    "reference_without_slash": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs:
+              frame: source
+        """),
+        "frame: source", "hop", "inputs.frame", ("'source' must be producer_id/output_port",)),
+    "reference_with_two_slashes": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs:
+              frame: source/frame/0
+        """),
+        "frame: source/frame/0", "hop", "inputs.frame", ("'source/frame/0' must be producer_id/output_port",)),
+    "required_input_wired_to_nothing": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+        """),
+        "- id: hop", "hop", "inputs.frame", ("input port 'frame' is wired to nothing", "add inputs: {frame: producer/port}")),
+    "self_loop": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs:
+              frame: hop/frame
+        """),
+        "frame: hop/frame", "hop", "inputs.frame", ("a node cannot take its own output as input", "cycle")),
+    "cycle": Case(
+        SOURCE + more("""
+          - id: left
+            uses: passthrough
+            inputs: {frame: right/frame}
+          - id: right
+            uses: passthrough
+            inputs: {frame: left/frame}
+          - id: sink
+            uses: null
+            inputs: {frame: source/frame}
+        """),
+        "inputs: {frame: right/frame}", "left", "inputs", ("the graph has a cycle: left -> right -> left",)),
+    # --- queues ------------------------------------------------------------------------
+    "queue_for_unwired_port": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            queue:
+              frames: {size: 2}
+        """),
+        "frames: {size: 2}", "hop", "queue.frames", ("queue for 'frames', which is not a wired input", "(did you mean 'frame'?)")),
+    "bad_queue_policy": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            queue:
+              frame:
+                policy: newest
+        """),
+        "policy: newest", "hop", "queue.frame.policy", ("policy must be one of block, latest, got 'newest'",)),
+    "zero_queue_size": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            queue:
+              frame:
+                size: 0
+        """),
+        "size: 0", "hop", "queue.frame.size", ("size must be an integer in 1..1024, got 0",)),
+    "queue_size_as_text": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            queue:
+              frame:
+                policy: latest
+                size: many
+        """),
+        "size: many", "hop", "queue.frame.size", ("size must be an integer in 1..1024, got 'many'",)),
+    "unknown_queue_field": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            queue:
+              frame:
+                sise: 2
+        """),
+        "sise: 2", "hop", "queue.frame.sise", ("unknown queue field", "(did you mean 'size'?)")),
+    "queue_not_a_mapping": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: passthrough
+            inputs: {frame: source/frame}
+            queue:
+              frame: 8
+        """),
+        "frame: 8", "hop", "queue.frame", ("must be a mapping {size: N, policy: block|latest}",)),
+    # --- --set overrides (they name the command line, not a line of the file) --------------
+    "set_unknown_node": Case(
+        SOURCE, NO_LINE, None, None, ("--set 'sorce.width=320'", "no node 'sorce'", "(did you mean 'source'?)"),
+        overrides=("sorce.width=320",), file="--set"),
+    "set_unknown_param": Case(
+        SOURCE, NO_LINE, "source", "params.widht", ("unknown param", "(did you mean 'width'?)"),
+        overrides=("source.widht=320",), file="--set"),
+    "set_bad_value": Case(
+        SOURCE, NO_LINE, "source", "params.width", ("expected int, got str 'big'",),
+        overrides=("source.width=big",), file="--set"),
+    "set_out_of_range_value": Case(
+        SOURCE, NO_LINE, "source", "params.count", ("-5 is below the minimum 0",),
+        overrides=("source.count=-5",), file="--set"),
+    "set_without_equals": Case(
+        SOURCE, NO_LINE, None, None, ("--set 'source.width'", "must look like ID.PARAM=VALUE"),
+        overrides=("source.width",), file="--set"),
+    "set_without_param_name": Case(
+        SOURCE, NO_LINE, None, None, ("--set 'width=320'", "must look like ID.PARAM=VALUE"),
+        overrides=("width=320",), file="--set"),
+}
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def write_case(tmp_path: Path, case: Case, name: str = "graph.yaml") -> Path:
+    for file_name, text in case.files:
+        (tmp_path / file_name).write_text(text)
+    path = tmp_path / name
+    path.write_text(case.yaml)
+    return path
+
+
+def expected_line(case: Case):
+    if case.at in (ANY_LINE, NO_LINE) or isinstance(case.at, int):
+        return case.at
+    fragment, nth = case.at if isinstance(case.at, tuple) else (case.at, 1)
+    hits = [i for i, text in enumerate(case.yaml.splitlines(), 1) if fragment in text]
+    assert len(hits) >= nth, f"marker {fragment!r} occurs {len(hits)} times in the case's YAML"
+    if nth == 1:
+        assert len(hits) == 1, f"marker {fragment!r} is ambiguous in the case's YAML (lines {hits})"
+    return hits[nth - 1]
+
+
+def reject(tmp_path: Path, key: str) -> SpecError:
+    """Load CASES[key] through load_graph; check the error's location; return it."""
+    case = CASES[key]
+    path = write_case(tmp_path, case)
+    with pytest.raises(SpecError) as info:
+        load_graph(path, list(case.overrides))
+    err = info.value
+    assert err.file == (case.file or str(path))
+    line = expected_line(case)
+    if line is NO_LINE:
+        assert err.line is None
+    elif line is not ANY_LINE:
+        assert err.line == line, f"error points at line {err.line}, expected {line}: {err}"
+    assert err.node == case.node
+    assert err.field == case.field
+    for word in case.words:
+        assert word in err.detail, f"{word!r} not in {err.detail!r}"
+    return err
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "runner.py", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.endswith("\n")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"stderr is not one line:\n{result.stderr}"
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+# --- every case: one precise line -------------------------------------------------------
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_every_malformed_graph_fails_with_one_line_naming_file_line_node_and_field(tmp_path, key):
+    err = reject(tmp_path, key)
+    head = err.file + (f":{err.line}" if err.line is not None else "")
+    if err.node:
+        head += f": node '{err.node}'"
+    if err.field:
+        head += (" " if err.node else ": ") + f"field '{err.field}'"
+    assert str(err) == f"{head}: {err.detail}"
+    assert "\n" not in str(err)
+
+
+def test_there_are_at_least_twenty_distinct_malformed_cases():
+    assert len(CASES) >= 20
+    assert len({c.yaml + "|".join(c.overrides) + "|".join(t for _, t in c.files) for c in CASES.values()}) == len(CASES)
+
+
+# --- the file as a whole ------------------------------------------------------------------
+
+def test_yaml_syntax_error_names_its_line(tmp_path):
+    err = reject(tmp_path, "yaml_syntax_error")
+    assert err.line == 4
+    assert err.detail == "YAML syntax error: mapping values are not allowed here"
+
+
+def test_top_level_list_is_not_a_graph(tmp_path):
+    err = reject(tmp_path, "top_level_is_a_list")
+    assert err.detail == "a graph file must be a mapping with a 'nodes' list"
+
+
+def test_empty_file_is_not_a_graph(tmp_path):
+    err = reject(tmp_path, "empty_file")
+    assert err.detail == "a graph file must be a mapping with a 'nodes' list"
+
+
+def test_graph_without_nodes_points_at_the_top_mapping(tmp_path):
+    err = reject(tmp_path, "missing_nodes")
+    assert err.line == 1
+    assert err.detail == "'nodes' must be a non-empty list of nodes"
+
+
+def test_empty_nodes_list_points_at_the_nodes_key(tmp_path):
+    err = reject(tmp_path, "empty_nodes")
+    assert err.line == 2
+    assert err.detail == "'nodes' must be a non-empty list of nodes"
+
+
+def test_nodes_written_as_a_mapping_is_rejected(tmp_path):
+    assert reject(tmp_path, "nodes_is_a_mapping").detail == "'nodes' must be a non-empty list of nodes"
+
+
+def test_unknown_top_level_field_suggests_the_closest_one(tmp_path):
+    err = reject(tmp_path, "unknown_top_level_field")
+    assert err.detail == "unknown top-level field 'node' (did you mean 'nodes'?)"
+    assert str(err).endswith(f"graph.yaml:2: {err.detail}")
+
+
+def test_graph_transport_and_base_port_are_checked(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert reject(tmp_path / "a", "bad_graph_transport").detail == "transport must be one of ipc, tcp, got 'udp'"
+    assert reject(tmp_path / "b", "bad_base_port").detail == "base_port must be an integer in 1024..65000, got 80"
+
+
+def test_node_that_is_not_a_mapping_is_rejected(tmp_path):
+    assert reject(tmp_path, "node_is_not_a_mapping").detail == "node #1 must be a mapping with 'id' and 'uses'"
+
+
+def test_missing_graph_file_is_a_spec_error_naming_the_file(tmp_path):
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert info.value.file == str(path)
+    assert info.value.detail == "graph file not found"
+    assert str(info.value) == f"{path}: graph file not found"
+
+
+def test_graph_file_that_is_not_utf8_text_is_a_spec_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\nnodes: []\n".encode("latin-1"))
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert info.value.file == str(path)
+    assert "utf-8" in info.value.detail.lower()
+
+
+# --- ids ----------------------------------------------------------------------------------
+
+def test_node_without_id_points_at_the_node_and_counts_it(tmp_path):
+    err = reject(tmp_path, "node_without_id")
+    assert err.line == 6
+    assert err.detail == "node #2 has no 'id'"
+    assert str(err) == f"{err.file}:6: field 'id': node #2 has no 'id'"
+
+
+def test_duplicate_id_points_at_the_second_and_mentions_the_first_line(tmp_path):
+    err = reject(tmp_path, "duplicate_id")
+    assert err.line == 6
+    assert err.detail == "duplicate id (first defined on line 3)"
+
+
+def test_id_with_bad_characters_is_rejected(tmp_path):
+    err = reject(tmp_path, "bad_id_characters")
+    assert err.detail == "id 'my hop!' must start with a letter and hold only letters, digits, '_' or '-'"
+
+
+def test_id_starting_with_a_digit_is_rejected(tmp_path):
+    assert reject(tmp_path, "id_starting_with_a_digit").detail.startswith("id '2hop' must start with a letter")
+
+
+# --- uses -----------------------------------------------------------------------------------
+
+def test_missing_uses_is_rejected(tmp_path):
+    err = reject(tmp_path, "missing_uses")
+    assert err.detail == "missing 'uses' (a kind name or path/to/file.py:ClassName)"
+
+
+def test_unknown_kind_suggests_the_closest_builtin(tmp_path):
+    err = reject(tmp_path, "unknown_kind")
+    assert err.line == 7
+    assert err.detail == ("unknown kind 'pasthrough' (did you mean 'passthrough'?); "
+                          "built-in kinds: null, passthrough, synthetic")
+
+
+def test_user_node_file_not_found_says_where_it_looked(tmp_path):
+    err = reject(tmp_path, "user_node_file_not_found")
+    assert err.detail == f"node file 'missing.py' not found (looked at {(tmp_path / 'missing.py').resolve()})"
+
+
+def test_user_node_file_without_the_class_suggests_the_closest_class(tmp_path):
+    err = reject(tmp_path, "user_node_class_missing")
+    assert err.detail == "'mynode.py' has no class 'MyNod' (did you mean 'MyNode'?)"
+
+
+def test_user_node_file_that_fails_to_import_reports_the_exception(tmp_path):
+    err = reject(tmp_path, "user_node_file_fails_to_import")
+    assert err.detail == "importing 'broken.py' failed: RuntimeError: boom"
+
+
+def test_user_node_that_is_not_a_node_class_is_rejected(tmp_path):
+    assert reject(tmp_path, "user_node_is_not_a_node_class").detail == "'mynode.py:helper' is not a posegraph.Node subclass"
+
+
+# --- node fields --------------------------------------------------------------------------
+
+def test_unknown_node_field_suggests_inputs(tmp_path):
+    err = reject(tmp_path, "unknown_node_field")
+    assert err.line == 8
+    assert err.detail == "unknown field (did you mean 'inputs'?)"
+
+
+def test_node_transport_and_port_are_checked(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert reject(tmp_path / "a", "bad_node_transport").detail == "transport must be one of ipc, tcp, got 'shm'"
+    assert reject(tmp_path / "b", "bad_node_port").detail == "port must be an integer in 1024..65000, got 99999"
+
+
+# --- params ---------------------------------------------------------------------------------
+
+def test_unknown_param_suggests_width_and_lists_the_params(tmp_path):
+    err = reject(tmp_path, "unknown_param")
+    assert err.line == 6
+    assert err.detail == "unknown param (did you mean 'width'?); this kind takes: count, fps, height, width"
+
+
+def test_param_of_the_wrong_type_says_what_was_expected(tmp_path):
+    err = reject(tmp_path, "param_of_wrong_type")
+    assert err.line == 7
+    assert err.detail == "expected int, got str 'big'"
+
+
+def test_width_below_its_minimum_is_rejected(tmp_path):
+    assert reject(tmp_path, "param_below_minimum").detail == "2 is below the minimum 8"
+
+
+def test_negative_count_is_rejected(tmp_path):
+    assert reject(tmp_path, "negative_count").detail == "-1 is below the minimum 0"
+
+
+def test_height_above_its_maximum_is_rejected(tmp_path):
+    assert reject(tmp_path, "param_above_maximum").detail == "10000 is above the maximum 4320"
+
+
+def test_params_that_are_not_a_mapping_are_rejected(tmp_path):
+    assert reject(tmp_path, "params_not_a_mapping").detail == "params must be a mapping of name: value"
+
+
+# --- replicas, restart ------------------------------------------------------------------------
+
+def test_stateful_null_sink_cannot_be_replicated(tmp_path):
+    err = reject(tmp_path, "replicas_on_stateful_null")
+    assert err.line == 9
+    assert err.detail == "kind 'null' is stateful (its output depends on earlier frames), so it cannot be replicated"
+
+
+def test_stateful_synthetic_source_cannot_be_replicated(tmp_path):
+    assert reject(tmp_path, "replicas_on_stateful_synthetic").detail.startswith("kind 'synthetic' is stateful")
+
+
+@pytest.mark.parametrize("key, shown", [("zero_replicas", "0"), ("fractional_replicas", "1.5"), ("replicas_as_text", "'two'")])
+def test_replicas_must_be_a_positive_integer(tmp_path, key, shown):
+    assert reject(tmp_path, key).detail == f"replicas must be an integer in 1..64, got {shown}"
+
+
+def test_invalid_restart_lists_the_allowed_values(tmp_path):
+    assert reject(tmp_path, "invalid_restart").detail == "restart must be one of on-failure, never, got 'always'"
+
+
+def test_negative_max_restarts_is_rejected(tmp_path):
+    assert reject(tmp_path, "invalid_max_restarts").detail == "max_restarts must be an integer in 0..100, got -1"
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+def test_source_kind_takes_no_inputs(tmp_path):
+    err = reject(tmp_path, "inputs_on_a_source")
+    assert err.line == 8
+    assert err.detail == "kind 'synthetic' is a source and takes no inputs"
+
+
+def test_inputs_written_as_a_list_are_rejected(tmp_path):
+    assert reject(tmp_path, "inputs_not_a_mapping").detail == "inputs must be a mapping of port: producer/port"
+
+
+def test_input_port_the_kind_lacks_suggests_its_real_port(tmp_path):
+    err = reject(tmp_path, "unknown_input_port")
+    assert err.line == 9
+    assert err.detail == "kind 'passthrough' has no input port 'frames' (did you mean 'frame'?); inputs: frame"
+
+
+def test_input_wired_to_a_missing_node_suggests_the_closest_id(tmp_path):
+    err = reject(tmp_path, "input_from_missing_node")
+    assert err.line == 9
+    assert err.detail == "wired to 'sorce/frame' but there is no node 'sorce' (did you mean 'source'?)"
+
+
+def test_input_wired_to_an_output_the_producer_lacks_lists_its_outputs(tmp_path):
+    err = reject(tmp_path, "input_from_missing_output_port")
+    assert err.detail == "node 'source' (synthetic) has no output port 'image'; outputs: frame"
+
+
+def test_input_wired_to_a_sink_says_it_has_no_outputs(tmp_path):
+    err = reject(tmp_path, "input_from_a_sink")
+    assert err.line == 12
+    assert err.detail == "node 'sink' (null) has no output port 'frame'; outputs: none"
+
+
+@pytest.mark.parametrize("key, ref", [("reference_without_slash", "source"), ("reference_with_two_slashes", "source/frame/0")])
+def test_malformed_reference_must_be_producer_slash_port(tmp_path, key, ref):
+    assert reject(tmp_path, key).detail == f"{ref!r} must be producer_id/output_port"
+
+
+def test_required_input_wired_to_nothing_points_at_the_node(tmp_path):
+    err = reject(tmp_path, "required_input_wired_to_nothing")
+    assert err.line == 6
+    assert err.detail == "input port 'frame' is wired to nothing (add inputs: {frame: producer/port})"
+
+
+def test_self_loop_is_rejected_as_a_cycle(tmp_path):
+    err = reject(tmp_path, "self_loop")
+    assert err.detail == "a node cannot take its own output as input (cycle)"
+
+
+def test_cycle_names_the_cycle_path_and_its_first_node(tmp_path):
+    err = reject(tmp_path, "cycle")
+    assert err.line == 8
+    assert err.detail == "the graph has a cycle: left -> right -> left"
+
+
+# --- queues ---------------------------------------------------------------------------------
+
+def test_queue_for_an_unwired_port_suggests_the_wired_one(tmp_path):
+    err = reject(tmp_path, "queue_for_unwired_port")
+    assert err.line == 10
+    assert err.detail == "queue for 'frames', which is not a wired input (did you mean 'frame'?)"
+
+
+def test_bad_queue_policy_lists_the_policies(tmp_path):
+    err = reject(tmp_path, "bad_queue_policy")
+    assert err.line == 11
+    assert err.detail == "policy must be one of block, latest, got 'newest'"
+
+
+@pytest.mark.parametrize("key, shown", [("zero_queue_size", "0"), ("queue_size_as_text", "'many'")])
+def test_queue_size_must_be_an_integer_in_range(tmp_path, key, shown):
+    assert reject(tmp_path, key).detail == f"size must be an integer in 1..1024, got {shown}"
+
+
+def test_unknown_queue_field_suggests_size(tmp_path):
+    assert reject(tmp_path, "unknown_queue_field").detail == "unknown queue field (did you mean 'size'?)"
+
+
+def test_queue_entry_that_is_not_a_mapping_is_rejected(tmp_path):
+    assert reject(tmp_path, "queue_not_a_mapping").detail == "must be a mapping {size: N, policy: block|latest}"
+
+
+# --- --set overrides --------------------------------------------------------------------------
+
+def test_set_on_an_unknown_node_suggests_the_closest_id(tmp_path):
+    err = reject(tmp_path, "set_unknown_node")
+    assert err.detail == "--set 'sorce.width=320': no node 'sorce' (did you mean 'source'?)"
+
+
+def test_set_of_an_unknown_param_suggests_the_closest_param(tmp_path):
+    err = reject(tmp_path, "set_unknown_param")
+    assert err.detail == "unknown param (did you mean 'width'?); this kind takes: count, fps, height, width"
+
+
+def test_set_with_a_value_of_the_wrong_type_is_rejected(tmp_path):
+    assert reject(tmp_path, "set_bad_value").detail == "expected int, got str 'big'"
+
+
+def test_set_with_an_out_of_range_value_is_rejected(tmp_path):
+    assert reject(tmp_path, "set_out_of_range_value").detail == "-5 is below the minimum 0"
+
+
+@pytest.mark.parametrize("key, item", [("set_without_equals", "source.width"), ("set_without_param_name", "width=320")])
+def test_malformed_set_item_shows_the_expected_shape(tmp_path, key, item):
+    assert reject(tmp_path, key).detail == f"--set {item!r} must look like ID.PARAM=VALUE"
+
+
+# --- valid graphs ---------------------------------------------------------------------------
+
+def test_shipped_synthetic_graph_is_valid():
+    spec = load_graph(ROOT / "graphs" / "synthetic.yaml")
+    assert list(spec.nodes) == ["source", "hop1", "hop2", "sink"]
+    assert spec.topological_order() == ["source", "hop1", "hop2", "sink"]
+    assert spec.nodes["source"].params == {"width": 1280, "height": 720, "count": 300, "fps": 0.0}
+    assert spec.nodes["sink"].uses == "null"
+
+
+def test_uses_null_means_the_null_sink_kind(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE + "  - id: sink\n    uses: null\n    inputs: {frame: source/frame}\n")
+    spec = load_graph(path)
+    from nodes.null import Null
+
+    assert spec.nodes["sink"].uses == "null"
+    assert spec.nodes["sink"].kind is Null
+    assert spec.nodes["sink"].params == {"record": "", "delay_ms": 0.0}
+
+
+def test_valid_graph_gets_defaults_queues_and_replicas(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text(g("""
+        name: fan
+        nodes:
+          - id: sink
+            uses: "null"
+            inputs: {frame: hop/frame}
+            queue: {frame: {policy: latest}}
+          - id: hop
+            uses: passthrough
+            replicas: 4
+            restart: never
+            inputs: {frame: source/frame}
+            queue: {frame: {size: 8}}
+          - id: source
+            uses: synthetic
+            params: {width: 64}
+        """))
+    spec = load_graph(path)
+    assert spec.topological_order() == ["source", "hop", "sink"]  # producers may come later in the file
+    assert spec.nodes["hop"].replicas == 4 and spec.nodes["hop"].restart == "never"
+    assert (spec.nodes["hop"].inputs["frame"].policy, spec.nodes["hop"].inputs["frame"].size) == ("block", 8)
+    assert (spec.nodes["sink"].inputs["frame"].policy, spec.nodes["sink"].inputs["frame"].size) == ("latest", 1)
+    assert spec.nodes["source"].params == {"width": 64, "height": 480, "count": 100, "fps": 0.0}
+    assert spec.nodes["sink"].line == 3 and spec.nodes["source"].line == 13
+
+
+def test_set_override_replaces_a_param_after_checking_it(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE)
+    spec = load_graph(path, ["source.width=320", "source.fps=2.5"])
+    assert spec.nodes["source"].params["width"] == 320
+    assert spec.nodes["source"].params["fps"] == 2.5
+
+
+def test_user_node_file_resolves_relative_to_the_graph_file(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "lib" / "mynode.py").write_text(MYNODE)
+    path = tmp_path / "graphs" / "graph.yaml"
+    path.write_text(SOURCE + "  - id: mine\n    uses: ../lib/mynode.py:MyNode\n    params: {gain: 2}\n"
+                    "    inputs: {frame: source/frame}\n")
+    spec = load_graph(path)
+    assert spec.nodes["mine"].kind.__name__ == "MyNode"
+    assert spec.nodes["mine"].params == {"gain": 2.0}
+
+
+# --- through the real CLI -----------------------------------------------------------------------
+
+CLI_CASES = ["yaml_syntax_error", "unknown_kind", "unknown_param", "input_from_missing_node", "cycle",
+             "replicas_on_stateful_null"]
+
+
+@pytest.mark.parametrize("key", CLI_CASES)
+def test_check_command_rejects_with_one_line_on_stderr_and_exit_2(tmp_path, key):
+    case = CASES[key]
+    path = write_case(tmp_path, case)
+    message = assert_one_line_error(run_cli("check", path))
+    assert f"error: {path}:{expected_line(case)}: " in message
+    if case.node:
+        assert f"node '{case.node}'" in message
+    if case.field:
+        assert f"field '{case.field}'" in message
+    for word in case.words:
+        assert word in message
+
+
+def test_check_command_rejects_a_bad_set_value_with_exit_2(tmp_path):
+    path = write_case(tmp_path, CASES["set_bad_value"])
+    message = assert_one_line_error(run_cli("check", path, "--set", "source.width=big"))
+    assert message == "error: --set: node 'source' field 'params.width': expected int, got str 'big'"
+
+
+def test_run_command_rejects_a_malformed_graph_before_starting_anything(tmp_path):
+    path = write_case(tmp_path, CASES["unknown_kind"])
+    message = assert_one_line_error(run_cli(path, "--max-frames", "1"))
+    assert message.startswith(f"error: {path}:7: node 'hop' field 'uses': unknown kind 'pasthrough'")
