@@ -9,13 +9,14 @@ Every transport runs the same chain, source -> hop -> hop -> sink, one process e
   mp_queue   multiprocessing.Queue (pickles each frame)
 
 All four are measured the same way:
-  fps            frames / (sink's last frame - sink's first frame), at full speed; the
-                 median-fps run of FULL_RUNS, run round-robin so load bursts spread out
+  fps            frames / (sink's last frame - sink's first frame), at full speed
+  full speed     every measure is the median of FULL_RUNS runs, run round-robin across
+                 transports so a burst of load on a shared machine hits one run, not all
   latency        capture (source clock) -> sink, p50/p95 over the sink's last 512 frames
                  (the engine keeps the same ring), at full speed and with a 30 fps source
   CPU ms/frame   user+sys of the 4 processes (getrusage RUSAGE_CHILDREN after they are
-                 reaped), full run minus a short run of CPU_BASE_FRAMES frames, divided by
-                 the frame difference: start-up and teardown cancel out.
+                 reaped): a full run's (median) minus a short run's of CPU_BASE_FRAMES
+                 frames, over the frame difference, so start-up and teardown cancel out.
 
 Usage: python benchmarks/transport.py [--frames N] [--json FILE]
 """
@@ -29,6 +30,7 @@ import os
 import resource
 import shlex
 import socket
+import statistics
 import struct
 import sys
 import tempfile
@@ -46,7 +48,7 @@ HOPS = 3                  # links between the 4 processes
 PACED_FRAMES = 150        # 5 s at 30 fps
 PACED_FPS = 30.0
 CPU_BASE_FRAMES = 20      # the short run whose CPU (start-up, teardown) is subtracted
-FULL_RUNS = 3             # full-speed runs per transport; the median-fps one is reported
+FULL_RUNS = 3             # full-speed runs per transport; each measure's median is reported
 LATENCY_WINDOW = 512      # same ring size as the engine's metrics
 RING = 8                  # preallocated source frames, so none is reused while queued
 ZMQ_HWM = 2               # bounds in-flight messages per link well below RING
@@ -428,17 +430,25 @@ def summary(base: Run, full: Run, paced: Run, frames: int) -> dict:
             "cpu_ms_per_frame": round(cpu_ms, 3)}
 
 
+def median_run(runs: list[Run]) -> Run:
+    """Each measure's median over the runs, so one disturbed run moves none of them."""
+    def mid(field):
+        return statistics.median(getattr(r, field) for r in runs)
+
+    return Run(runs[0].frames, mid("fps"), mid("p50_ms"), mid("p95_ms"), max(r.stamp_errors for r in runs),
+               mid("cpu_s"), mid("wall_s"))
+
+
 def bench_all(frames: int) -> dict:
-    """Full-speed runs go round-robin and the median-fps run counts: on a shared machine
-    a burst of someone else's load then hits one run of one transport, not the result."""
+    """Full-speed runs go round-robin and each measure takes its median: on a shared
+    machine a burst of someone else's load then hits one run of one transport, not the result."""
     base = {n: measured(n, "base", CPU_BASE_FRAMES, 0) for n in TRANSPORTS}
     fulls: dict[str, list[Run]] = {n: [] for n in TRANSPORTS}
     for i in range(FULL_RUNS):
         for n in TRANSPORTS:
             fulls[n].append(measured(n, f"full{i + 1}", frames, 0))
     paced = {n: measured(n, "paced", PACED_FRAMES, PACED_FPS) for n in TRANSPORTS}
-    median = {n: sorted(runs, key=lambda r: r.fps)[len(runs) // 2] for n, runs in fulls.items()}
-    return {n: summary(base[n], median[n], paced[n], frames) for n in TRANSPORTS}
+    return {n: summary(base[n], median_run(fulls[n]), paced[n], frames) for n in TRANSPORTS}
 
 
 def ratios(results: dict) -> dict:
@@ -454,7 +464,7 @@ def print_table(results: dict, rates: dict, frames: int) -> None:
     for name, r in results.items():
         print(f"{name:10s} {r['fps']:8.1f} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p50_ms_paced']:8.2f} "
               f"{r['p95_ms_paced']:8.2f} {r['cpu_ms_per_frame']:13.2f}")
-    print(f"full speed: the median-fps run of {FULL_RUNS}, run round-robin across transports")
+    print(f"full speed: each measure is the median of {FULL_RUNS} runs, run round-robin across transports")
     print(f"CPU ms/frame: user+sys of all 4 processes, ({frames}-frame run - {CPU_BASE_FRAMES}-frame run) / "
           f"{frames - CPU_BASE_FRAMES} frames (start-up excluded)")
     for key, value in rates.items():

@@ -1,6 +1,8 @@
 """Draw a graph as a picture: nodes in columns by depth, edges labelled with their ports."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 
 from .spec import GraphSpec
@@ -38,5 +40,6 @@ def draw_graph(spec: GraphSpec, path: str) -> None:
     ax.set_title(f"{spec.name}  ({spec.path})")
     ax.axis("off")
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -32,7 +33,7 @@ def _load_file_class(ref: str, base_dir: Path) -> type:
         path = (base_dir / path).resolve()
     if not path.is_file():
         raise KindError(f"node file {path_text!r} not found (looked at {path})")
-    module_name = "posegraph_user_" + "_".join(path.with_suffix("").parts[-3:]).replace("-", "_")
+    module_name = f"posegraph_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
     module = sys.modules.get(module_name)
     if module is None:
         spec = importlib.util.spec_from_file_location(module_name, path)

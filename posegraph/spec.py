@@ -47,11 +47,18 @@ class _Mapping(dict):
 
 
 class _LineLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        mapping = _Mapping(super().construct_mapping(node, deep=deep))
+    """SafeLoader whose mappings remember their lines and the raw text of scalar values."""
+
+    def construct_line_mapping(self, node):
+        mapping = _Mapping()
         mapping.line = node.start_mark.line + 1
-        mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
-        return mapping
+        mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+        mapping.raw = {k.value: v.value for k, v in node.value if isinstance(k, yaml.ScalarNode) and isinstance(v, yaml.ScalarNode)}
+        yield mapping  # PyYAML fills a yielded container afterwards, which also allows anchors
+        mapping.update(self.construct_mapping(node))
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_line_mapping)
 
 
 def _line(mapping: Any, key: str | None = None) -> int | None:
@@ -126,9 +133,11 @@ def load_graph(path: str | Path, overrides: list[str] | None = None) -> GraphSpe
     path = Path(path)
     file = str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("graph file not found", file) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"graph file is not UTF-8 text (byte {exc.start})", file) from None
     except OSError as exc:
         raise SpecError(f"cannot read graph file: {exc.strerror}", file) from None
     try:
@@ -187,8 +196,8 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
         if key not in NODE_FIELDS:
             raise SpecError(f"unknown field{did_you_mean(str(key), NODE_FIELDS)}", file, _line(raw, key), node_id, str(key))
     uses = raw.get("uses")
-    if uses is None and "uses" in raw:
-        uses = "null"  # YAML reads a bare `uses: null` as None; the only kind it can mean is `null`
+    if uses is None and getattr(raw, "raw", {}).get("uses") == "null":
+        uses = "null"  # YAML reads `uses: null` as None; the only kind it can mean is `null`
     if uses is None:
         raise SpecError("missing 'uses' (a kind name or path/to/file.py:ClassName)", file, _line(raw), node_id, "uses")
     try:
@@ -244,9 +253,9 @@ def _apply_overrides(nodes: dict[str, NodeSpec], raw_by_id: dict, overrides: lis
         target, eq, text = item.partition("=")
         node_id, dot, name = target.partition(".")
         if not eq or not dot or not node_id or not name:
-            raise SpecError(f"--set {item!r} must look like ID.PARAM=VALUE", "--set")
+            raise SpecError(f"{item!r} must look like ID.PARAM=VALUE", "--set")
         if node_id not in nodes:
-            raise SpecError(f"--set {item!r}: no node '{node_id}'{did_you_mean(node_id, nodes)}", "--set")
+            raise SpecError(f"{item!r}: no node '{node_id}'{did_you_mean(node_id, nodes)}", "--set")
         node = nodes[node_id]
         node.params[name] = _check_param(node.kind, node_id, name, parse_value(text), "--set", None)
 

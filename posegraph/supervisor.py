@@ -202,8 +202,9 @@ class Supervisor:
         from rich.table import Table
 
         elapsed = time.monotonic() - (self.ready_at or self.started_at)
-        table = Table(title=f"{self.spec.name}  {elapsed:.0f} s", title_justify="left")
-        for col in ("node", "kind", "x", "in", "out", "fps", "proc ms p50/p95", "latency ms p50/p95", "drops", "restarts", "RSS MB", "state"):
+        table = Table(title=f"{self.spec.name}  {elapsed:.0f} s   (ms: p50/p95; latency since capture; MB resident)",
+                      title_justify="left")
+        for col in ("node", "kind", "x", "in", "out", "fps", "proc ms", "latency ms", "drops", "restarts", "MB", "state"):
             table.add_column(col, justify="left" if col in ("node", "kind", "state") else "right")
 
         def ms(a, b):

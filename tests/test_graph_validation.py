@@ -514,7 +514,7 @@ CASES: dict[str, Case] = {
         "frame: 8", "hop", "queue.frame", ("must be a mapping {size: N, policy: block|latest}",)),
     # --- --set overrides (they name the command line, not a line of the file) --------------
     "set_unknown_node": Case(
-        SOURCE, NO_LINE, None, None, ("--set 'sorce.width=320'", "no node 'sorce'", "(did you mean 'source'?)"),
+        SOURCE, NO_LINE, None, None, ("'sorce.width=320'", "no node 'sorce'", "(did you mean 'source'?)"),
         overrides=("sorce.width=320",), file="--set"),
     "set_unknown_param": Case(
         SOURCE, NO_LINE, "source", "params.widht", ("unknown param", "(did you mean 'width'?)"),
@@ -526,10 +526,10 @@ CASES: dict[str, Case] = {
         SOURCE, NO_LINE, "source", "params.count", ("-5 is below the minimum 0",),
         overrides=("source.count=-5",), file="--set"),
     "set_without_equals": Case(
-        SOURCE, NO_LINE, None, None, ("--set 'source.width'", "must look like ID.PARAM=VALUE"),
+        SOURCE, NO_LINE, None, None, ("'source.width'", "must look like ID.PARAM=VALUE"),
         overrides=("source.width",), file="--set"),
     "set_without_param_name": Case(
-        SOURCE, NO_LINE, None, None, ("--set 'width=320'", "must look like ID.PARAM=VALUE"),
+        SOURCE, NO_LINE, None, None, ("'width=320'", "must look like ID.PARAM=VALUE"),
         overrides=("width=320",), file="--set"),
 }
 
@@ -893,7 +893,7 @@ def test_queue_entry_that_is_not_a_mapping_is_rejected(tmp_path):
 
 def test_set_on_an_unknown_node_suggests_the_closest_id(tmp_path):
     err = reject(tmp_path, "set_unknown_node")
-    assert err.detail == "--set 'sorce.width=320': no node 'sorce' (did you mean 'source'?)"
+    assert err.detail == "'sorce.width=320': no node 'sorce' (did you mean 'source'?)"
 
 
 def test_set_of_an_unknown_param_suggests_the_closest_param(tmp_path):
@@ -911,7 +911,7 @@ def test_set_with_an_out_of_range_value_is_rejected(tmp_path):
 
 @pytest.mark.parametrize("key, item", [("set_without_equals", "source.width"), ("set_without_param_name", "width=320")])
 def test_malformed_set_item_shows_the_expected_shape(tmp_path, key, item):
-    assert reject(tmp_path, key).detail == f"--set {item!r} must look like ID.PARAM=VALUE"
+    assert reject(tmp_path, key).detail == f"{item!r} must look like ID.PARAM=VALUE"
 
 
 # --- valid graphs ---------------------------------------------------------------------------
