@@ -33,6 +33,7 @@ METRICS_PERIOD = 1.0
 SEND_HWM = 100_000
 REORDER_LIMIT = 4096
 LATEST_SLACK = 16
+POLL_MS = 100
 
 
 class StopNow(Exception):
@@ -140,8 +141,9 @@ class Runtime:
         self.reader = PoolReader(config["run_id"])
         self.pools: dict[tuple[str, str], SlotPool] = {}
         self.pool_count = 0
-        self.allocated: dict[int, tuple[SlotPool, int]] = {}
-        self.forwardable: dict[int, tuple[list, int]] = {}
+        # keyed by id(array); the array is kept in the value so the id stays its own
+        self.allocated: dict[int, tuple[np.ndarray, SlotPool, int]] = {}
+        self.forwardable: dict[int, tuple[np.ndarray, list]] = {}
         self.pending: dict[tuple[int, int], list] = {}  # (s, q) -> [outstanding entries, input packets]
         self.acks: dict[object, list] = {}  # producer back socket -> acks not sent yet
         # metrics
@@ -245,7 +247,7 @@ class Runtime:
         pool = self._pool_for(port, name, nbytes)
         slot = self._acquire_slot(pool)
         array = pool.view(slot, shape, dtype)
-        self.allocated[array.__array_interface__["data"][0]] = (pool, slot)
+        self.allocated[id(array)] = (array, pool, slot)
         return array
 
     # ----- back channel: hellos and acknowledgements from consumers --------------------
@@ -370,19 +372,18 @@ class Runtime:
         return specs, buffers
 
     def _shm_ref(self, name, array, slots: list):
-        address = array.__array_interface__["data"][0]
-        forwarded = self.forwardable.get(address)
-        if forwarded is not None and forwarded[1] == array.nbytes and array.flags.c_contiguous:
-            return forwarded[0]  # an input frame passed on: its producer's slot, no copy
-        owned = self.allocated.get(address)
-        if owned is None or not array.flags.c_contiguous:
+        forwarded = self.forwardable.get(id(array))
+        if forwarded is not None and forwarded[0] is array:
+            return forwarded[1]  # an input frame passed on: its producer's slot, no copy
+        owned = self.allocated.get(id(array))
+        if owned is None or owned[0] is not array:
             pool = self._pool_for(self._current_port, name, array.nbytes)
             slot = self._acquire_slot(pool)
             np.copyto(pool.view(slot, array.shape, array.dtype), array)
-            owned = (pool, slot)
-            self.allocated[address] = owned
-        slots.append(owned)
-        return owned[0].ref(owned[1])
+            owned = (array, pool, slot)
+            self.allocated[id(array)] = owned
+        slots.append(owned[1:])
+        return owned[1].ref(owned[2])
 
     def _emit(self, stream: int, seq: int, t: int, results: dict, flags_all: int = 0) -> int:
         """Send one packet per link for (stream, seq); return how many must be released."""
@@ -412,7 +413,7 @@ class Runtime:
                 link.unconsumed += 1
                 self._send(link, frames)
                 sent += 1
-        for pool, slot in list(self.allocated.values()):
+        for _, pool, slot in list(self.allocated.values()):
             pool.release(slot)  # the node's own hold; links keep theirs
         self.allocated.clear()
         return sent
@@ -557,14 +558,14 @@ class Runtime:
                 raise StopNow
             if not self.ready:
                 self._flush_acks()
-                poller.poll(100)
-            if self.back is not None:
-                self._drain_back()
-            self._drain_inbox()
+                poller.poll(POLL_MS)
+            self._drain_inbox()  # frames first: acknowledgements are off the latency path
             if self.ready:
                 self._process_key(self.ready.popleft())
             else:
                 self._finish_streams()
+            if self.back is not None:
+                self._drain_back()
             self._maybe_report_metrics()
 
     def _next_expected(self, port: str, stream: int) -> int:
@@ -708,7 +709,7 @@ class Runtime:
         for port, rec in entry.items():
             inputs[port] = wire.join_value(rec.bare, rec.arrays, rec.meta, rec.flags & wire.FLAG_EMPTY)
             for array, ref in rec.refs:
-                self.forwardable[array.__array_interface__["data"][0]] = (ref, array.nbytes)
+                self.forwardable[id(array)] = (array, ref)
         results = self._timed_process(inputs, key[0], key[1], t)
         for rec in recs:
             for array, ref in rec.refs:

@@ -13,6 +13,7 @@ slots they hold (an unlinked file stays mapped).
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import re
@@ -89,11 +90,16 @@ class SlotPool:
 
 
 class PoolReader:
-    """Consumer side: map pools by name (checked against this run) and view their slots."""
+    """Consumer side: map pools by name (checked against this run) and view their slots.
+
+    Views are cached per (pool, slot, dtype, shape): a slot's memory never moves, so the
+    hot path is a dictionary lookup and a generation check, not new numpy objects.
+    """
 
     def __init__(self, run_id: str):
         self.prefix = f"pg-{run_id}-"
         self.maps: dict[str, tuple[mmap.mmap, int, np.ndarray]] = {}
+        self.views: dict[tuple, np.ndarray] = {}
 
     def _attach(self, name: str):
         entry = self.maps.get(name)
@@ -107,7 +113,7 @@ class PoolReader:
             mapped = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
-        entry = (mapped, size, np.frombuffer(mapped, dtype=np.uint8))
+        entry = (mapped, size, np.frombuffer(mapped, dtype=np.uint64, count=size // 8))
         self.maps[name] = entry
         return entry
 
@@ -117,27 +123,33 @@ class PoolReader:
         ref is [pool name, slot, generation, slot size in bytes] as SlotPool.ref makes it.
         """
         name, slot, generation, slot_bytes = ref
-        mapped, size, raw = self._attach(name)
-        dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        start = slot * slot_bytes
-        if slot_bytes < SLOT_HEADER or slot_bytes % PAGE or start + SLOT_HEADER + nbytes > size or SLOT_HEADER + nbytes > slot_bytes:
-            raise ValueError(f"slot {slot} of {name} is out of the pool's bounds")
-        if int(raw[start:start + 8].view(np.uint64)[0]) != generation:
+        key = (name, slot, slot_bytes, dtype, *shape)
+        view = self.views.get(key)
+        words = self.maps[name][2] if view is not None else None
+        if view is None:
+            mapped, size, words = self._attach(name)
+            itemsize = np.dtype(dtype).itemsize
+            nbytes = math.prod(shape) * itemsize
+            start = slot * slot_bytes
+            if slot_bytes < SLOT_HEADER or slot_bytes % PAGE or start + slot_bytes > size or SLOT_HEADER + nbytes > slot_bytes:
+                raise ValueError(f"slot {slot} of {name} is out of the pool's bounds")
+            view = np.frombuffer(mapped, dtype=dtype, count=nbytes // itemsize if itemsize else 0,
+                                 offset=start + SLOT_HEADER).reshape(shape)
+            if len(self.views) > 4096:
+                self.views.clear()
+            self.views[key] = view
+        if words[slot * slot_bytes // 8] != generation:
             raise ValueError(f"slot {slot} of {name} is stale (generation changed)")
-        return np.frombuffer(mapped, dtype=dtype, count=nbytes // dtype.itemsize if dtype.itemsize else 0,
-                             offset=start + SLOT_HEADER).reshape(shape)
+        return view
 
     def generation_ok(self, ref: list) -> bool:
         """False when the producer reused the slot: what was read may be torn."""
         name, slot, generation, slot_bytes = ref
         entry = self.maps.get(name)
-        if entry is None:
-            return False
-        start = slot * slot_bytes
-        return int(entry[2][start:start + 8].view(np.uint64)[0]) == generation
+        return entry is not None and entry[2][slot * slot_bytes // 8] == generation
 
     def close(self) -> None:
+        self.views.clear()
         for mapped, _, _ in self.maps.values():
             try:
                 mapped.close()
