@@ -60,6 +60,7 @@ def summarise(reports: list[dict], restarts: int) -> dict:
         for k, v in (r.get("counters") or {}).items():
             counters[k] = counters.get(k, 0) + v
     return {
+        "fps_now": round(sum(r.get("fps_now", 0.0) for r in live), 2),
         "frames_in": total("frames_in"),
         "frames_out": processed,
         "fps": round(processed / span, 2) if span > 0 else 0.0,

@@ -15,6 +15,7 @@ drop the duplicates by seq.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import sys
@@ -60,6 +61,14 @@ class Context:
         Returning it from `process` sends a slot reference instead of copying the frame.
         """
         return self._runtime.alloc(port, name, tuple(int(d) for d in shape), np.dtype(dtype))
+
+    def progress(self, done: int, total: int | None) -> None:
+        """Report how far a finite source is (frames done / total): the runner shows a bar."""
+        self._runtime.progress = (int(done), int(total) if total else None)
+
+    def graph_fps(self) -> dict[str, float]:
+        """Frames per second of every node in the graph, as the runner last saw them (for overlays)."""
+        return self._runtime.graph_fps()
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the metrics (e.g. frames without a person)."""
@@ -152,6 +161,9 @@ class Runtime:
         self.proc = Ring()
         self.lat = Ring()
         self.next_metrics = 0.0
+        self.progress = None
+        self._last_rate = (0, time.monotonic())
+        self._graph_fps = ({}, 0.0)
         self.state = self._open_state(config["state_file"])
 
     # ----- set-up -------------------------------------------------------------------
@@ -436,11 +448,26 @@ class Runtime:
         if not force and now < self.next_metrics:
             return
         self.next_metrics = now + METRICS_PERIOD
-        self._report({"t": "metrics", "frames_in": self.frames_in, "frames_out": self.frames_out,
+        last_count, last_time = self._last_rate
+        fps_now = (self.frames_out - last_count) / (now - last_time) if now > last_time else 0.0
+        self._last_rate = (self.frames_out, now)
+        self._report({"t": "metrics", "frames_in": self.frames_in, "frames_out": self.frames_out, "fps_now": round(fps_now, 2),
                       "drops": self.drops, "bad": self.bad, "lost": self.lost,
                       "proc": self.proc.percentiles(), "lat": self.lat.percentiles(),
                       "rss_mb": rss_mb(), "t_first": self.t_first, "t_last": self.t_last,
-                      "counters": self.ctx.counters})
+                      "counters": self.ctx.counters, "progress": self.progress})
+
+    def graph_fps(self) -> dict[str, float]:
+        fps, read_at = self._graph_fps
+        now = time.monotonic()
+        if now - read_at >= 1.0:
+            try:
+                with open(os.path.join(self.config["run_dir"], "fps.json")) as f:
+                    fps = json.load(f)
+            except (OSError, ValueError):
+                pass
+            self._graph_fps = (fps, now)
+        return fps
 
     def _timed_process(self, inputs: dict, stream: int, seq: int, t: int):
         ctx = self.ctx

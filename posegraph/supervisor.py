@@ -214,10 +214,42 @@ class Supervisor:
             procs = [p for p in self.procs.values() if p.instance.node == node_id]
             state = "done" if all(p.done for p in procs) else "restarting" if any(p.restart_at for p in procs) else \
                 "running" if all(p.ready for p in procs) else "starting"
+            running = any(not p.exited for p in procs)
             table.add_row(node_id, self.spec.nodes[node_id].uses, str(len(procs)), str(m["frames_in"]), str(m["frames_out"]),
-                          f"{m['fps']:.1f}", ms(m["proc_ms_p50"], m["proc_ms_p95"]), ms(m["latency_ms_p50"], m["latency_ms_p95"]),
+                          f"{m['fps_now'] if running else m['fps']:.1f}", ms(m["proc_ms_p50"], m["proc_ms_p95"]), ms(m["latency_ms_p50"], m["latency_ms_p95"]),
                           str(m["drops"]), str(m["restarts"]), f"{m['rss_mb']:.0f}", state)
         return table
+
+    def _progress(self) -> list[tuple[str, int, int | None]]:
+        rows = []
+        for proc in self.procs.values():
+            report = proc.reports.get(proc.incarnation) or {}
+            if report.get("progress"):
+                done, total = report["progress"]
+                rows.append((proc.instance.name, done, total))
+        return rows
+
+    def _publish(self, live) -> None:
+        """Once a second: the live view, progress lines without one, fps for overlays."""
+        nodes = self.node_metrics()
+        tmp = Path(self.run_dir, "fps.json.tmp")
+        tmp.write_text(json.dumps({n: m["fps_now"] for n, m in nodes.items()}))
+        tmp.replace(Path(self.run_dir, "fps.json"))
+        progress = self._progress()
+        if live is not None:
+            from rich.console import Group
+            from rich.progress_bar import ProgressBar
+            from rich.table import Table
+
+            bars = Table.grid(padding=(0, 1))
+            for name, done, total in progress:
+                bars.add_row(name, ProgressBar(total=total or None, completed=done, width=40),
+                             f"{done}/{total}" if total else f"{done}")
+            live.update(Group(self._table(), bars) if progress else self._table())
+        elif progress and time.monotonic() >= getattr(self, "_next_progress_line", 0.0):
+            self._next_progress_line = time.monotonic() + 5.0
+            text = ", ".join(f"{n} {d}/{t} frames" if t else f"{n} {d} frames" for n, d, t in progress)
+            print(f"progress: {text}", file=self.out, flush=True)
 
     def write_metrics(self) -> None:
         if not self.metrics_path:
@@ -276,8 +308,8 @@ class Supervisor:
                         time.sleep(0.02)
                     self._kill_all()
                     break
-                if live is not None and now >= next_table:
-                    live.update(self._table())
+                if now >= next_table:
+                    self._publish(live)
                     next_table = now + 1.0
             self._on_control()
         except GraphFailed as exc:
