@@ -489,7 +489,8 @@ class Runtime:
             self.node.open(self.ctx)
         except Exception as exc:
             field = getattr(exc, "field", None)
-            self._report({"t": "error", "phase": "open", "msg": str(exc) or type(exc).__name__, "field": field})
+            self._report({"t": "error", "phase": "open", "msg": str(exc) or type(exc).__name__, "field": field,
+                          "exc": type(exc).__name__})
             self._teardown()
             return 3
         try:
@@ -536,6 +537,9 @@ class Runtime:
             try:
                 results = self._timed_process({}, stream, seq, 0)
             except EndOfStream:
+                for _, pool, slot in self.allocated.values():
+                    pool.release(slot)  # a buffer taken for a frame that never came
+                self.allocated.clear()
                 break
             t = self.ctx.capture_ns or time.time_ns()
             self.frames_in += 1

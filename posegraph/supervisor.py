@@ -154,7 +154,9 @@ class Supervisor:
                 field = msg.get("field")
                 where = proc.label + (f" field '{field}'" if field else "")
                 if msg.get("phase") == "open":
-                    raise GraphFailed(f"{where}: cannot open: {msg.get('msg')}")
+                    if msg.get("exc") == "NodeOpenError":  # the node's own precise message
+                        raise GraphFailed(f"{where}: {msg.get('msg')}")
+                    raise GraphFailed(f"{where}: open failed: {msg.get('exc')}: {msg.get('msg')}")
                 proc.last_error = msg.get("msg")
                 print(f"warning: {where}: {msg.get('msg')}", file=self.out, flush=True)
 

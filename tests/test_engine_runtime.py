@@ -148,7 +148,7 @@ nodes:
 """)
     assert run.wait(timeout=30) == 1
     errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
-    assert errors == ["error: node 'camera' field 'params.source': cannot open: cannot open camera 7"]
+    assert errors == ["error: node 'camera' field 'params.source': cannot open camera 7"]
 
 
 def _interrupt_and_check_drain(graph_run, sig):
