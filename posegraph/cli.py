@@ -12,7 +12,13 @@ from .spec import SpecError, load_graph
 
 USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--duration S] [--metrics FILE.json]
        runner.py check GRAPH [--set ID.PARAM=VALUE ...]
-       runner.py draw GRAPH [-o graph.png]"""
+       runner.py draw GRAPH [-o graph.png]
+       runner.py knn-samples IMAGES_ROOT -o SAMPLES.csv [--outliers]   (see --help of each)"""
+
+# commands that are tools of the node kinds rather than of the engine: name -> "module:function"
+TOOLS = {
+    "knn-samples": "nodes.knn_train:main",
+}
 
 
 def _parser(prog: str, command: str) -> argparse.ArgumentParser:
@@ -32,6 +38,11 @@ def _parser(prog: str, command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        import importlib
+
+        module, _, function = TOOLS[argv[0]].partition(":")
+        return getattr(importlib.import_module(module), function)(argv[1:])
     command = argv[0] if argv and argv[0] in ("check", "draw", "run") else "run"
     if argv and argv[0] in ("check", "draw", "run"):
         argv = argv[1:]

@@ -50,14 +50,15 @@ def _addresses(spec: GraphSpec, run_dir: str) -> dict[tuple[str, int], dict]:
 def _pool_slots(spec: GraphSpec, node_id: str) -> int:
     """Slots an output pool needs so back-pressure, not pool exhaustion, sets the pace.
 
-    A slot is held until every node downstream is done with the frame, so it must cover
-    each consumer's queue plus the packets in flight along the longest path to a sink.
+    A slot is held until every node downstream is done with that seq, so it must cover a
+    consumer's queue plus what is in flight along the longest path below it. All
+    consumers share the same slot for a seq, so the largest path counts, not their sum.
+    A smaller pool would only make the producer wait; it cannot deadlock.
     """
-    depth = 1
-    for target, length in nx.single_source_shortest_path_length(spec.graph, node_id).items():
-        depth = max(depth, length)
-    per_path = sum(i.size + 2 + (LATEST_SLACK if i.policy == "latest" else 0) for _, i in spec.consumers(node_id))
-    return max(4, min(256, per_path * depth + 2))
+    below = spec.graph.subgraph(nx.descendants(spec.graph, node_id) | {node_id})
+    depth = max(1, nx.dag_longest_path_length(below))
+    per_consumer = [i.size + 2 + (LATEST_SLACK if i.policy == "latest" else 0) for _, i in spec.consumers(node_id)]
+    return max(4, min(64, max(per_consumer or [0]) * depth + 2))
 
 
 def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_frames: int = 0) -> list[Instance]:

@@ -54,6 +54,7 @@ class Context:
         self.capture_ns = 0
         self.resume_seq = 0
         self.counters: dict[str, int] = {}
+        self.wired_inputs = frozenset(config["inputs"])  # for kinds whose inputs are optional
 
     def alloc(self, port: str, shape, dtype=np.uint8, name: str = "") -> np.ndarray:
         """A writable array for an output, backed by shared memory when consumers share it.
@@ -397,9 +398,13 @@ class Runtime:
         slots.append(owned[1:])
         return owned[1].ref(owned[2])
 
-    def _emit(self, stream: int, seq: int, t: int, results: dict, flags_all: int = 0) -> int:
-        """Send one packet per link for (stream, seq); return how many must be released."""
-        sent = 0
+    def _emit(self, stream: int, seq: int, t: int, results: dict, flags_all: int = 0, pending: list | None = None) -> None:
+        """Send one packet per link for (stream, seq).
+
+        Each packet sent is counted in `pending` at once, not after the loop: waiting for
+        credit on a later link serves acknowledgements, and a release that arrived for an
+        earlier packet must find its count.
+        """
         for port, links in self.links_by_port.items():
             value = None if flags_all else results.get(port)
             bare, arrays, meta = wire.split_value(value)
@@ -423,12 +428,12 @@ class Runtime:
                 entry = Entry(frames, slots)
                 link.outstanding[stream, seq] = entry
                 link.unconsumed += 1
+                if pending is not None:
+                    pending[0] += 1
                 self._send(link, frames)
-                sent += 1
         for _, pool, slot in list(self.allocated.values()):
             pool.release(slot)  # the node's own hold; links keep theirs
         self.allocated.clear()
-        return sent
 
     def _emit_eos(self, stream: int, end_seq: int) -> None:
         for link in self.out_links.values():
@@ -460,7 +465,7 @@ class Runtime:
     def graph_fps(self) -> dict[str, float]:
         fps, read_at = self._graph_fps
         now = time.monotonic()
-        if now - read_at >= 1.0:
+        if now - read_at >= 1.0 or not any(fps.values()):
             try:
                 with open(os.path.join(self.config["run_dir"], "fps.json")) as f:
                     fps = json.load(f)
@@ -477,6 +482,9 @@ class Runtime:
             self.t_first = time.time()
         results = self.node.process(inputs, ctx) or {}
         end = time.perf_counter()
+        if results.keys() - self.links_by_port.keys():
+            unknown = sorted(results.keys() - self.links_by_port.keys())
+            raise ValueError(f"process returned undeclared output port(s) {unknown}; OUTPUTS declares {sorted(self.links_by_port)}")
         self.t_last = time.time()
         self.proc.add((end - start) * 1000.0)
         self.frames_out += 1
@@ -488,6 +496,10 @@ class Runtime:
         try:
             self.node.open(self.ctx)
         except Exception as exc:
+            try:
+                self.node.close()  # the contract: close is called once, also after a failed open
+            except Exception:
+                pass
             field = getattr(exc, "field", None)
             self._report({"t": "error", "phase": "open", "msg": str(exc) or type(exc).__name__, "field": field,
                           "exc": type(exc).__name__})
@@ -533,6 +545,9 @@ class Runtime:
             while not link.ready and not self.stop_requested:
                 self._pump(0.02)
         while not self.stop_requested and not (limit and seq >= limit):
+            for link in self.out_links.values():  # capture only when the frame can go out at once,
+                if link.replicas == 1 or seq % link.replicas == link.replica:  # so its timestamp is fresh
+                    self._wait_for_credit(link)
             self.ctx.capture_ns = 0
             try:
                 results = self._timed_process({}, stream, seq, 0)
@@ -750,15 +765,18 @@ class Runtime:
         self.forwardable.clear()
 
     def _finish_key(self, key, recs, flags: int, t: int, results: dict) -> None:
-        sent = self._emit(key[0], key[1], t, results, flags) if self.out_links else 0
+        """Send the results of `key`; its inputs are released once all results are."""
+        if self.out_links:
+            pending = self.pending[key] = [1, recs]  # 1: this call's own hold while it sends
+            self._emit(key[0], key[1], t, results, flags, pending)
         if t and not flags:
             self.lat.add((time.time_ns() - t) / 1e6)
         for rec in recs:
             rec.arrays = rec.frames = rec.refs = None  # views die here; slots stay held upstream
-        if sent:
+        if self.out_links:
             self._ack_inputs(recs, wire.ACK_CONSUMED)
-            self.pending[key] = [sent, recs]
             self.holding.pop(key, None)
+            self._settle(key)  # drop this call's hold: inputs go when every result is released
         else:
             self._release_held(key, recs)
         self.state[key[0]] = max(int(self.state[key[0]]), key[1] + self.replicas)

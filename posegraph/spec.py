@@ -312,6 +312,8 @@ def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
         missing = [p for p in kind.INPUTS if p not in node.inputs and p not in kind.OPTIONAL_INPUTS]
         if missing:
             raise SpecError(f"input port '{missing[0]}' is wired to nothing (add inputs: {{{missing[0]}: producer/port}})", file, _line(raw, "inputs") or _line(raw), node_id, f"inputs.{missing[0]}")
+        if kind.INPUTS and not node.inputs:  # every input optional, yet none wired: it would see nothing
+            raise SpecError(f"no input is wired; kind '{node.uses}' takes: {', '.join(kind.INPUTS)}", file, _line(raw), node_id, "inputs")
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:

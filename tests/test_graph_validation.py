@@ -1015,3 +1015,13 @@ def test_run_command_rejects_a_malformed_graph_before_starting_anything(tmp_path
     path = write_case(tmp_path, CASES["unknown_kind"])
     message = assert_one_line_error(run_cli(path, "--max-frames", "1"))
     assert message.startswith(f"error: {path}:7: node 'hop' field 'uses': unknown kind 'pasthrough'")
+
+
+def test_a_node_whose_inputs_are_all_optional_still_needs_one_wired(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text("name: g\nnodes:\n  - id: source\n    uses: synthetic\n  - id: records\n    uses: jsonl\n")
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    err = info.value
+    assert (err.line, err.node, err.field) == (5, "records", "inputs")
+    assert err.detail.startswith("no input is wired; kind 'jsonl' takes: ")

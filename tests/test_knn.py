@@ -1,0 +1,237 @@
+"""ML Kit's two-stage KNN on ML Kit's own 812 samples: accuracy, agreement with the
+write-up's per-sample loop, outliers, the samples loader's errors, the node, and the
+knn-samples training command on frames of the bundled squat clip.
+
+Run as a script (`python tests/test_knn.py`) for the speed benchmark: ms per query of the
+vectorised classifier against the reference loop below.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nodes.embed import Embed, mlkit_embedding, mlkit_embeddings  # noqa: E402
+from nodes import landmarks as lm  # noqa: E402
+from nodes.knn import (Knn, KnnClassifier, SamplesError, find_outliers, leave_one_out_accuracy, load_samples,  # noqa: E402
+                       top_classes)
+from posegraph import NodeOpenError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
+SQUATS = ROOT / "data" / "google_pose_reference"
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return KnnClassifier(SAMPLES)
+
+
+def reference_votes(clf: KnnClassifier, embedding, mirrored, exclude=None, top_max=30, top_mean=10):
+    """The write-up's PoseClassifier, one sample at a time, in plain Python; ties are broken
+    by sample index, the documented rule of the vectorised version."""
+    w = np.array([1.0, 1.0, 0.2])
+    query = np.asarray(embedding, dtype=np.float64).reshape(23, 3)
+    flipped = np.asarray(mirrored, dtype=np.float64).reshape(23, 3)
+    samples = clf.embeddings.reshape(-1, 23, 3)
+    by_max = []
+    for i, sample in enumerate(samples):
+        if i == exclude:
+            continue
+        d = min(np.max(np.abs(sample - query) * w), np.max(np.abs(sample - flipped) * w))
+        by_max.append((d, i))
+    by_max = sorted(by_max)[:top_max]
+    by_mean = []
+    for _, i in by_max:
+        sample = samples[i]
+        d = min(np.mean(np.abs(sample - query) * w), np.mean(np.abs(sample - flipped) * w))
+        by_mean.append((d, i))
+    by_mean = sorted(by_mean)[:top_mean]
+    names = [clf.samples.classes[i] for _, i in by_mean]
+    return {c: names.count(c) for c in set(names)}
+
+
+def squat_frames():
+    return np.asarray(json.loads((SQUATS / "pose_squats.full.json").read_text()))
+
+
+# ----- the classifier -----------------------------------------------------------------------
+def test_samples_csv_loads_812_samples_of_4_classes(classifier):
+    assert len(classifier) == 812
+    assert sorted(classifier.class_names) == ["pushups_down", "pushups_up", "squats_down", "squats_up"]
+    assert classifier.samples.landmarks.shape == (812, 33, 3)
+
+
+def test_leave_one_out_accuracy_on_mlkit_samples_is_at_least_99_percent(classifier):
+    accuracy = leave_one_out_accuracy(classifier)
+    print(f"leave-one-out accuracy on {len(classifier)} samples: {accuracy:.4f}")
+    assert accuracy >= 0.99
+
+
+def test_vectorised_knn_gives_exactly_the_votes_of_the_per_sample_loop(classifier):
+    # 25 held-out samples (each against the other 811) and 25 frames of the squat clip
+    for i in range(0, 812, 33):
+        e, m = classifier.embeddings[i], classifier.mirrored[i]
+        assert classifier.classify_embedding(e, m, exclude=i) == reference_votes(classifier, e, m, exclude=i), i
+    for frame in squat_frames()[::2][:25]:
+        e, m = mlkit_embeddings(frame)
+        assert classifier.classify_embedding(e, m) == reference_votes(classifier, e, m)
+        assert classifier.classify(frame) == reference_votes(classifier, e, m)
+    # a "mirrored" query that is not just x negated (the true left/right mirror) takes
+    # the general path of stage 1
+    for frame in squat_frames()[1:10:3]:
+        e, m = mlkit_embedding(frame), mlkit_embedding(lm.mirror(frame, width=720))
+        assert classifier.classify_embedding(e, m) == reference_votes(classifier, e, m)
+
+
+def test_outliers_are_the_samples_the_classifier_puts_elsewhere(classifier):
+    outliers = find_outliers(classifier)
+    print(f"outliers among the bundled samples: {len(outliers)}: "
+          + "; ".join(f"{o.name} ({o.class_name}) {o.votes}" for o in outliers))
+    misses = round(len(classifier) * (1 - leave_one_out_accuracy(classifier)))
+    assert len(outliers) == misses  # same rule: the label is not the single top class
+    assert len(outliers) <= 8
+    for o in outliers:
+        assert top_classes(o.votes) != [o.class_name]
+        assert o.name == classifier.samples.names[o.index] and o.line == o.index + 1
+
+
+def test_equal_distances_are_broken_by_sample_order(tmp_path):
+    pose = load_samples(SAMPLES).landmarks[0]
+    row = ",".join(f"{v:.4f}" for v in pose.reshape(-1))
+    csv = tmp_path / "ties.csv"
+    csv.write_text("".join(f"s{i},{'b' if i < 12 else 'a'},{row}\n" for i in range(24)))
+    clf = KnnClassifier(csv)
+    assert clf.classify(pose) == {"b": 10}  # all 24 tie; the first 10 rows win
+    assert list(clf.nearest(mlkit_embedding(pose))) == list(range(10))
+
+
+def test_fewer_samples_than_top_n_still_classify(tmp_path):
+    samples = load_samples(SAMPLES)
+    lines = SAMPLES.read_text().splitlines()
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(lines[:3] + lines[-2:]) + "\n")
+    clf = KnnClassifier(small)
+    votes = clf.classify(samples.landmarks[0])
+    assert sum(votes.values()) == 5
+    assert sum(clf.classify_embedding(clf.embeddings[0], clf.mirrored[0], exclude=0).values()) == 4
+
+
+# ----- the loader's errors --------------------------------------------------------------------
+def test_missing_samples_file_is_one_line(tmp_path):
+    with pytest.raises(SamplesError) as err:
+        load_samples(tmp_path / "nope.csv")
+    assert str(err.value) == f"{tmp_path / 'nope.csv'}: no such file"
+
+
+def test_malformed_rows_are_reported_with_file_and_line(tmp_path):
+    good = SAMPLES.read_text().splitlines()[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{good}\n\n{good}\nshort,row,1,2,3\n")
+    with pytest.raises(SamplesError, match=rf"^{bad}:4: expected 101 columns .* got 5$"):
+        load_samples(bad)
+    cells = good.split(",")
+    cells[7] = "abc"
+    bad.write_text(f"{good}\n{','.join(cells)}\n")
+    with pytest.raises(SamplesError, match=rf"^{bad}:2: column 8: 'abc' is not a number$"):
+        load_samples(bad)
+    bad.write_text("")
+    with pytest.raises(SamplesError, match="no samples"):
+        load_samples(bad)
+
+
+# ----- the node -----------------------------------------------------------------------------
+def test_knn_node_finds_the_bundled_samples_from_any_directory_and_votes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    node = Knn({"samples": "data/mlkit/fitness_pose_samples.csv", "top_n_by_max": 30, "top_n_by_mean": 10})
+    node.open(None)
+    embed = Embed({"kind": "mlkit"})
+    embed.open(None)
+    frame = squat_frames()[0].astype(np.float32)
+    px = np.concatenate([frame, np.ones((33, 1), np.float32)], axis=1)
+    features = embed.process({"landmarks": {"px": px, "layout": "blazepose33"}}, None)["features"]
+    votes = node.process({"features": features}, None)["votes"]["votes"]
+    assert votes == {"squats_up": 10}  # the clip starts standing
+    assert node.process({"features": None}, None) == {}
+
+
+def test_knn_node_that_cannot_load_its_samples_names_the_param(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    node = Knn({"samples": "missing.csv", "top_n_by_max": 30, "top_n_by_mean": 10})
+    with pytest.raises(NodeOpenError) as err:
+        node.open(None)
+    assert err.value.field == "params.samples" and "missing.csv: no such file" in str(err.value)
+
+
+# ----- the training command ------------------------------------------------------------------
+def test_knn_samples_command_builds_a_csv_from_images_and_drops_the_no_pose_one(tmp_path, capsys):
+    import cv2
+
+    from nodes.knn_train import main
+
+    root = tmp_path / "images"
+    capture = cv2.VideoCapture(str(SQUATS / "pose_squats.mp4"))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    # hips' height in the reference landmarks: standing ~580 px, squatting ~760 px
+    for name, picks in (("up", (0, 2, 22, 44)), ("down", (10, 33, 34, 59))):
+        (root / name).mkdir(parents=True)
+        for i in picks:
+            cv2.imwrite(str(root / name / f"frame{i:02d}.jpg"), frames[i])
+    cv2.imwrite(str(root / "down" / "black.png"), np.zeros((240, 320, 3), np.uint8))
+    out = tmp_path / "samples.csv"
+    outliers = tmp_path / "outliers.csv"
+    code = main([str(root), "-o", str(out), "--outliers", "--top-n-by-mean", "3", "--outliers-out", str(outliers)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert f"{root / 'down' / 'black.png'}: no pose found" in printed
+    assert "wrote 8 samples" in printed and "dropped 1" in printed
+    samples = load_samples(out)
+    assert sorted(samples.names) == sorted(f"frame{i:02d}.jpg" for i in (0, 2, 22, 44, 10, 33, 34, 59))
+    assert samples.classes.count("up") == samples.classes.count("down") == 4
+    clf = KnnClassifier(out, top_n_by_max=5, top_n_by_mean=3)
+    assert top_classes(clf.classify(squat_frames()[12])) == ["down"]  # a held-out squatting frame
+    assert top_classes(clf.classify(squat_frames()[50])) == ["up"]
+    assert outliers.read_text().splitlines()[0] == "name,class,predicted,votes"
+
+
+def test_knn_samples_command_rejects_a_missing_or_empty_root(tmp_path, capsys):
+    from nodes.knn_train import main
+
+    assert main([str(tmp_path / "none"), "-o", str(tmp_path / "x.csv")]) == 2
+    (tmp_path / "empty" / "up").mkdir(parents=True)
+    assert main([str(tmp_path / "empty"), "-o", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {tmp_path / 'none'}: no such directory",
+                   f"error: {tmp_path / 'empty'}: no images found (expected ROOT/<class>/*.jpg|*.jpeg|*.png)"]
+    assert not (tmp_path / "x.csv").exists()
+
+
+# ----- benchmark (not a test) -------------------------------------------------------------------
+def benchmark(repeat: int = 2000) -> None:
+    clf = KnnClassifier(SAMPLES)
+    queries = [mlkit_embeddings(f) for f in squat_frames()]
+    for e, m in queries:  # warm up
+        clf.classify_embedding(e, m)
+    start = time.perf_counter()
+    for k in range(repeat):
+        clf.classify_embedding(*queries[k % len(queries)])
+    fast = (time.perf_counter() - start) / repeat * 1e3
+    start = time.perf_counter()
+    for e, m in queries[:20]:
+        reference_votes(clf, e, m)
+    slow = (time.perf_counter() - start) / 20 * 1e3
+    print(f"{len(clf)} samples: vectorised {fast:.3f} ms/query, per-sample loop {slow:.2f} ms/query ({slow / fast:.0f}x)")
+
+
+if __name__ == "__main__":
+    benchmark()

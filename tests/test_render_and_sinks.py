@@ -1,0 +1,412 @@
+"""`render` and the sinks (`video`, `images`, `jsonl`, `window`) in real graphs run through
+the CLI, plus direct calls for the corner cases a graph cannot easily produce.
+
+The source is test_support_render_nodes.py:ClipSource: the bundled squats clip (65 frames,
+720x1280 portrait) with its reference landmarks and made-up votes, scores and repetitions,
+so every value a sink writes is known here.
+"""
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import GraphRun, processes_with
+from test_support_render_nodes import DATA, votes_at
+
+FRAMES, WIDTH, HEIGHT = 65, 720, 1280
+NO_PERSON = [10, 11, 12]
+EMPTY = [0, 20, 21]  # empty frame packets: one before any image, two in the middle
+REFERENCE = np.array(json.loads((DATA / "pose_squats.full.json").read_text()), dtype=np.float32)  # 65 x 33 x 3
+CLIP = "uses: TESTS/test_support_render_nodes.py:ClipSource"
+RENDER_INPUTS = "inputs: {frame: clip/frame, landmarks: clip/landmarks, votes: clip/votes, scores: clip/scores, reps: clip/reps}"
+
+# ENGINE NOTE: each render node here has exactly one consumer. A node with inputs and two
+# or more output links can lose a release ack in posegraph/runtime.py (_finish_key
+# registers `pending` only after _emit, which may pump acks while waiting for credit), so
+# its producer never drains and the graph hangs at the end. Until that is fixed, a second
+# render node feeds the PNG folder instead of render fanning out to video and PNGs.
+PIPELINE = f"""
+name: render-and-sinks
+nodes:
+  - id: clip
+    {CLIP}
+    params: {{no_person: {NO_PERSON}, empty_frames: {EMPTY}}}
+  - id: render
+    uses: render
+    {RENDER_INPUTS}
+  - id: video
+    uses: video
+    params: {{path: "TMP/out/{{stream}}/annotated.mp4"}}
+    inputs: {{frame: render/frame}}
+  - id: render_png
+    uses: render
+    {RENDER_INPUTS}
+  - id: pngs
+    uses: images
+    params: {{path: TMP/rendered, pattern: "{{seq:06d}}.png"}}
+    inputs: {{frame: render_png/frame}}
+  - id: records
+    uses: jsonl
+    params: {{path: TMP/out/records.jsonl}}
+    inputs: {{landmarks: clip/landmarks, votes: clip/votes, scores: clip/scores, reps: clip/reps, frame: clip/frame}}
+"""
+
+
+def source_frames(*indices):
+    """Frames of the clip as the source node decodes them (same OpenCV, same bytes)."""
+    capture = cv2.VideoCapture(str(DATA / "pose_squats.mp4"))
+    frames, index = {}, 0
+    while len(frames) < len(indices):
+        ok, image = capture.read()
+        assert ok, f"the clip ended before frame {index}"
+        if index in indices:
+            frames[index] = image
+        index += 1
+    capture.release()
+    return [frames[i] for i in indices]
+
+
+def read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    header = (capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    return header, frames
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One run of the whole pipeline; several tests check what it wrote."""
+    run = GraphRun(tmp_path_factory.mktemp("pipeline"), PIPELINE)
+    try:
+        code = run.wait(timeout=90)
+    finally:
+        run.kill()
+    assert code == 0, run.stderr
+    return run
+
+
+@pytest.fixture
+def run_tmpdir(monkeypatch):
+    """A short TMPDIR for the runner, so its private run folder (named in every worker's
+    command line) is known and a test can prove no worker outlived the run."""
+    folder = tempfile.mkdtemp(prefix="pgt-", dir="/tmp")
+    monkeypatch.setenv("TMPDIR", folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=[None, ":99"], ids=["no-DISPLAY", "unreachable-DISPLAY"])
+def headless(request, monkeypatch):
+    """No display: DISPLAY unset, or set to a display with no X server behind it (where
+    OpenCV's Qt would abort the whole process if the window sink did not probe first)."""
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if request.param is None:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    else:
+        if Path("/tmp/.X11-unix/X99").exists():
+            pytest.skip("an X server runs on :99")
+        monkeypatch.setenv("DISPLAY", request.param)
+    return request.param
+
+
+def error_lines(run):
+    return [line for line in run.stderr.splitlines() if line.startswith("error:")]
+
+
+# ----- the pipeline ------------------------------------------------------------------------------
+def test_video_has_one_frame_per_input_frame_even_for_empty_packets(pipeline):
+    path = pipeline.dir / "out" / "0" / "annotated.mp4"  # {stream} -> 0, folders created
+    (count, fps), frames = read_video(path)
+    assert count == FRAMES and len(frames) == FRAMES
+    assert all(f.shape == (HEIGHT, WIDTH, 3) for f in frames)
+    assert fps == pytest.approx(5.0)  # from the frames' pts_ms spacing (200 ms)
+    assert frames[0].max() <= 16  # empty before any image: black
+    step = lambda a, b: np.abs(frames[a].astype(np.int16) - frames[b]).mean()
+    assert step(19, 20) < 1.0 and step(20, 21) < 1.0  # empty packets repeat the previous image
+    assert step(18, 19) > 2.0 and step(21, 22) > 2.0  # (while real neighbours differ)
+    assert pipeline.metrics["nodes"]["video"]["counters"]["empty_frames"] == len(EMPTY)
+    assert f"wrote {FRAMES} frames (720x1280, 5 fps)" in pipeline.stderr
+
+
+def test_jsonl_has_one_record_per_frame_in_order_with_the_packets_values(pipeline):
+    records = pipeline.records("out/records.jsonl")
+    assert [r["seq"] for r in records] == list(range(FRAMES))
+    reps_so_far = 0
+    for r in records:
+        seq = r["seq"]
+        assert {"stream", "seq", "pts_ms", "landmarks", "votes", "smoothed", "reps"} <= set(r)
+        assert r["stream"] == 0
+        assert r["pts_ms"] is None if seq in EMPTY else r["pts_ms"] == pytest.approx(200.0 * seq)
+        if seq in NO_PERSON:
+            assert r["landmarks"] is None and r["votes"] is None and r["smoothed"] is None
+        else:
+            points = np.array(r["landmarks"], dtype=np.float64)
+            assert points.shape == (33, 4)
+            np.testing.assert_allclose(points[:, :3], REFERENCE[seq], atol=0.006)
+            assert (points[:, 3] == 1.0).all()
+            assert points[:, :3].tolist() == np.round(points[:, :3], 2).tolist()
+            assert r["votes"] == {"squats_down": votes_at(seq), "squats_up": 10 - votes_at(seq)}
+            assert set(r["smoothed"]) == {"squats_down", "squats_up"}
+            assert r["class"] == max(r["smoothed"], key=r["smoothed"].get)
+        assert set(r["reps"]) == {"squats_down"} and r["reps"]["squats_down"] >= reps_so_far
+        reps_so_far = r["reps"]["squats_down"]
+    assert reps_so_far == 4
+
+
+def test_render_draws_pose_and_panel_and_leaves_the_rest_untouched(pipeline):
+    nodes = pipeline.metrics["nodes"]
+    assert nodes["render"]["frames_out"] == FRAMES and nodes["render_png"]["frames_out"] == FRAMES
+    names = sorted(p.name for p in (pipeline.dir / "rendered").iterdir())
+    assert names == [f"{i:06d}.png" for i in range(FRAMES) if i not in EMPTY]  # empty: no file
+    assert nodes["pngs"]["counters"]["empty_frames"] == len(EMPTY)
+
+    # Look at it: <pytest tmp>/pipeline0/rendered/000030.png
+    source, source_nobody = source_frames(30, 11)
+    rendered = cv2.imread(str(pipeline.dir / "rendered" / "000030.png"))
+    assert rendered.shape == source.shape
+    changed = np.abs(rendered.astype(np.int16) - source).max(axis=2) > 40
+    points = REFERENCE[30, :, :2]
+    for x, y in np.rint(points).astype(int):
+        assert changed[y - 2:y + 3, x - 2:x + 3].any(), f"nothing drawn at landmark ({x}, {y})"
+    from nodes.render import pose_connections
+
+    for a, b in pose_connections():
+        x, y = np.rint((points[a] + points[b]) / 2).astype(int)
+        assert changed[y - 1:y + 2, x - 1:x + 2].any(), f"no edge {a}-{b} drawn"
+    assert changed[14:60, 14:300].mean() > 0.2  # the class panel in the top-left corner
+    below_feet = int(points[:, 1].max()) + 60
+    above_head = int(points[:, 1].min()) - 60
+    assert np.array_equal(rendered[below_feet:, WIDTH // 2:], source[below_feet:, WIDTH // 2:])
+    assert np.array_equal(rendered[:above_head, int(WIDTH * 0.6):], source[:above_head, int(WIDTH * 0.6):])
+
+    # frame 11 has no person: no skeleton anywhere (nothing stale), "no person" in the panel
+    nobody = cv2.imread(str(pipeline.dir / "rendered" / "000011.png"))
+    lower = slice(HEIGHT // 5, HEIGHT)
+    assert np.array_equal(nobody[lower, WIDTH // 3:], source_nobody[lower, WIDTH // 3:])
+    assert (np.abs(nobody[14:60, 14:300].astype(np.int16) - source_nobody[14:60, 14:300]) > 40).any()
+
+
+# ----- image folder and window ---------------------------------------------------------------------
+def test_image_folder_writes_one_jpeg_per_frame_with_the_default_pattern(graph_run, tmp_path):
+    run = graph_run(f"""
+name: images
+nodes:
+  - id: clip
+    {CLIP}
+  - id: jpegs
+    uses: images
+    params: {{path: TMP/frames}}
+    inputs: {{frame: clip/frame}}
+""")
+    assert run.wait() == 0, run.stderr
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == [f"0_{i:06d}.jpg" for i in range(FRAMES)]
+    (source,) = source_frames(40)
+    image = cv2.imread(str(tmp_path / "frames" / "0_000040.jpg"))
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    assert np.abs(image.astype(np.int16) - source).mean() < 3.0  # quality 90
+
+
+def test_window_without_a_display_warns_once_and_discards_frames(graph_run, headless):
+    run = graph_run(f"""
+name: headless
+nodes:
+  - id: clip
+    {CLIP}
+  - id: win
+    uses: window
+    inputs: {{frame: clip/frame}}
+""")
+    assert run.wait() == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("[win.0] warning:")]
+    assert len(warnings) == 1, run.stderr
+    assert ("no display" if headless is None else "cannot open a window on display ':99'") in warnings[0]
+    assert run.metrics["nodes"]["win"]["frames_in"] == FRAMES
+
+
+def test_window_requiring_a_display_stops_the_graph_with_one_line(graph_run, headless, run_tmpdir):
+    run = graph_run(f"""
+name: needs-display
+nodes:
+  - id: clip
+    {CLIP}
+  - id: win
+    uses: window
+    params: {{require_display: true}}
+    inputs: {{frame: clip/frame}}
+""")
+    assert run.wait(timeout=30) == 1
+    errors = error_lines(run)
+    assert len(errors) == 1 and errors[0].startswith("error: node 'win' field 'params.require_display': "), run.stderr
+    assert ("no display" if headless is None else "cannot open a window on display ':99'") in errors[0]
+    assert processes_with(run_tmpdir) == []
+
+
+# ----- paths that cannot be written ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind, params, make", [
+    ("video", "{path: TMP/taken}", "dir"),                   # the video path is an existing folder
+    ("video", '{path: "TMP/out/clip.mkv", codec: "XXXX"}', None),  # an encoder that does not exist
+    ("jsonl", "{path: TMP/taken}", "dir"),
+    ("images", "{path: TMP/taken}", "file"),                 # the folder path is an existing file
+])
+def test_unwritable_paths_stop_the_graph_at_open_with_one_line(graph_run, tmp_path, run_tmpdir, kind, params, make):
+    taken = tmp_path / "taken"
+    if make == "dir":
+        taken.mkdir()
+    elif make == "file":
+        taken.write_text("a file")
+    run = graph_run(f"""
+name: unwritable
+nodes:
+  - id: clip
+    {CLIP}
+  - id: out
+    uses: {kind}
+    params: {params}
+    inputs: {{frame: clip/frame}}
+""")
+    assert run.wait(timeout=30) == 1
+    errors = error_lines(run)
+    field = "params.codec" if "XXXX" in params else "params.path"
+    assert len(errors) == 1 and errors[0].startswith(f"error: node 'out' field '{field}': "), run.stderr
+    assert processes_with(run_tmpdir) == []
+    leftovers = [p.name for p in tmp_path.rglob("*") if "probe" in p.name]
+    assert leftovers == []
+
+
+# ----- direct calls: corner cases and speed ---------------------------------------------------------------
+class FakeContext:
+    """Just what the nodes ask of the engine's Context, for direct calls."""
+
+    def __init__(self):
+        self.stream, self.seq, self.capture_ns = 0, 0, 0
+        self.counters, self.logs = {}, []
+
+    def alloc(self, port, shape, dtype=np.uint8, name=""):
+        return np.empty(shape, dtype)
+
+    def graph_fps(self):
+        return {"clip": 5.0, "render": 250.0}
+
+    def count(self, name, n=1):
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def log(self, message):
+        self.logs.append(message)
+
+
+def read_only(array):
+    array = np.ascontiguousarray(array)
+    array.flags.writeable = False
+    return array
+
+
+def test_render_corner_cases_and_speed_at_720x1280():
+    from nodes.render import Render
+
+    ctx, node = FakeContext(), Render({"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": True, "scale": 1.0})
+    node.open(ctx)
+    (image,) = source_frames(30)
+    image = read_only(image)
+    before = image.copy()
+    px = np.concatenate([REFERENCE[30], np.ones((33, 1), np.float32)], axis=1)
+    px[16, 3] = 0.1           # hidden: not drawn
+    px[15, :2] = np.nan       # broken coordinates: skipped, no crash
+    px[27, :2] = [1e12, -1e12]  # far outside: clipped, no crash
+    inputs = {"frame": {"image": image, "pts_ms": 6000.0, "index": 30},
+              "landmarks": {"px": read_only(px), "width": WIDTH, "height": HEIGHT},
+              "votes": {"votes": {"squats_down": 3, "squats_up": 7}},
+              "scores": {"scores": {"squats_down": float("nan"), "squats_up": 6.5}},
+              "reps": {"reps": {"squats_down": 2}, "class": "squats_down", "entered": False}}
+    out = node.process(inputs, ctx)["frame"]
+    assert out["pts_ms"] == 6000.0 and out["index"] == 30 and out["image"].shape == (HEIGHT, WIDTH, 3)
+    assert np.array_equal(image, before)  # inputs are never written
+    hidden_x, hidden_y = np.rint(REFERENCE[30, 16, :2]).astype(int)
+    assert np.array_equal(out["image"][hidden_y - 1:hidden_y + 2, hidden_x - 1:hidden_x + 2],
+                          image[hidden_y - 1:hidden_y + 2, hidden_x - 1:hidden_x + 2])
+
+    assert node.process({"frame": None}, ctx) == {}  # an empty frame stays empty
+    gray = node.process({"frame": read_only(image[:, :, 1])}, ctx)["frame"]  # bare gray array: BGR out
+    assert gray["image"].shape == (HEIGHT, WIDTH, 3) and gray["index"] == ctx.seq and gray["pts_ms"] is None
+    small = node.process({"frame": {"image": read_only(cv2.resize(image, (640, 480))), "pts_ms": 0.0, "index": 0},
+                          "landmarks": inputs["landmarks"]}, ctx)["frame"]  # landmarks mapped to 640x480
+    assert small["image"].shape == (480, 640, 3)
+    assert node.process({"frame": read_only(np.zeros((4, 4, 3), np.float32))}, ctx) == {}
+    assert ctx.counters == {"bad_frames": 1} and len(ctx.logs) == 1
+
+    start, rounds = time.perf_counter(), 100
+    for _ in range(rounds):
+        node.process(inputs, ctx)
+    per_frame = (time.perf_counter() - start) / rounds * 1000
+    print(f"render: {per_frame:.2f} ms per 720x1280 frame")
+    assert per_frame < 25  # about 2 ms here; generous for a loaded CI machine
+
+
+def test_video_and_jsonl_corner_cases(tmp_path):
+    from nodes.sinks import JsonLines, VideoFile
+
+    ctx = FakeContext()
+    single = VideoFile({"path": str(tmp_path / "one.mp4"), "fps": 0.0, "codec": "mp4v"})
+    single.open(ctx)
+    single.process({"frame": read_only(np.full((99, 161, 3), 200, np.uint8))}, ctx)  # odd size, no pts
+    single.close()
+    (count, fps), frames = read_video(tmp_path / "one.mp4")
+    assert (count, fps, len(frames), frames[0].shape) == (1, 30.0, 1, (98, 160, 3))
+
+    mixed = VideoFile({"path": str(tmp_path / "mixed.avi"), "fps": 12.0, "codec": "MJPG"})
+    mixed.open(ctx)
+    for i, shape in enumerate([(48, 64, 3), (96, 128, 3), (48, 64), None, (48, 64, 4)]):
+        ctx.seq = i
+        frame = None if shape is None else read_only(np.full(shape, 50 * i, np.uint8))
+        mixed.process({"frame": frame}, ctx)
+    mixed.close()
+    (count, fps), frames = read_video(tmp_path / "mixed.avi")
+    assert (count, fps, len(frames)) == (5, 12.0, 5) and all(f.shape == (48, 64, 3) for f in frames)
+    assert ctx.counters["resized_frames"] == 1 and abs(int(frames[3].mean()) - 100) <= 3  # repeat of frame 2
+
+    records = JsonLines({"path": str(tmp_path / "deep" / "r.jsonl")})
+    records.open(ctx)
+    px = np.ones((33, 4), np.float32) * 1.23456
+    px[0, 0] = np.nan
+    records.process({"landmarks": {"px": read_only(px)}, "votes": None}, ctx)
+    records.close()
+    (line,) = (tmp_path / "deep" / "r.jsonl").read_text().splitlines()
+    record = json.loads(line)  # strict JSON: no NaN
+    assert record["landmarks"][0][0] is None and record["landmarks"][1] == [1.23, 1.23, 1.23, 1.23]
+    assert record["votes"] is None and record["reps"] is None and record["pts_ms"] is None
+
+
+def test_a_render_with_two_consumers_drains(graph_run):
+    """The engine bug in ENGINE NOTE above: render fanned out to two sinks, one slow."""
+    run = graph_run(f"""
+name: fan-out
+nodes:
+  - id: clip
+    {CLIP}
+  - id: render
+    uses: render
+    {RENDER_INPUTS}
+  - id: video
+    uses: video
+    params: {{path: TMP/fan.mp4}}
+    inputs: {{frame: render/frame}}
+  - id: pngs
+    uses: images
+    params: {{path: TMP/fan, pattern: "{{seq:06d}}.png"}}
+    inputs: {{frame: render/frame}}
+""")
+    code = run.wait(timeout=60)  # a release lost while a node waits for credit used to hang here
+    assert code == 0, run.stderr
