@@ -592,7 +592,9 @@ class Runtime:
         self.finished_streams: set[int] = set()
         self.keys: dict[tuple[int, int], dict] = {}
         self.waiting = {p: collections.deque() for p in self.ports}
-        self.ready: collections.deque = collections.deque()
+        self.ready: collections.deque = collections.deque()  # keys to fire now, in seq order
+        self.next_fire: dict[int, int] = {}  # stream -> the seq to fire next
+        self.doomed: set[tuple[int, int]] = set()  # keys marked dropped, fired in their turn
         self.dropped: dict[tuple[int, int], set] = {}
         self.holding: dict[tuple[int, int], list] = {}
         poller = zmq.Poller()
@@ -607,19 +609,22 @@ class Runtime:
                 poller.poll(POLL_MS)
             self._drain_inbox()  # frames first: acknowledgements are off the latency path
             if self.ready:
-                self._process_key(self.ready.popleft())
+                self._fire(self.ready.popleft())
             else:
                 self._finish_streams()
             if self.back is not None:
                 self._drain_back()
             self._maybe_report_metrics()
 
+    def _first_seq(self, stream: int) -> int:
+        """Where this instance starts in a stream: where it left off, or its replica's first."""
+        done = int(self.state[stream])
+        return done if done else self.replica
+
     def _next_expected(self, port: str, stream: int) -> int:
         expected = self.next_seq[port].get(stream)
         if expected is None:
-            done = int(self.state[stream])
-            expected = done if done else self.replica
-            self.next_seq[port][stream] = expected
+            expected = self.next_seq[port][stream] = self._first_seq(stream)
         return expected
 
     def _drain_inbox(self) -> None:
@@ -703,14 +708,38 @@ class Runtime:
         entry[port] = rec
         waiting = self.waiting[port]
         waiting.append(key)
-        if rec.flags & wire.FLAG_DROPPED:  # dropped upstream: pass the news on at once
+        if rec.flags & wire.FLAG_DROPPED:  # dropped upstream: pass the news on in its turn
             self._drop_key(key, None)
             return
         link = self.port_links[port]
         if link.policy == "latest" and len(waiting) > link.size:
             self._drop_key(waiting[0], "drops")
-        if key in self.keys and len(entry) == len(self.ports):
+        if key not in self.doomed and len(entry) == len(self.ports):
+            self._queue_if_next(key)
+
+    def _queue_if_next(self, key) -> None:
+        """Fire keys strictly in seq order per stream, so every output link carries its
+        packets in order: a consumer's credits never fill up with packets it must hold
+        back for an earlier one, which would deadlock a `block` link."""
+        stream, seq = key
+        if seq == self.next_fire.setdefault(stream, self._first_seq(stream)):
             self.ready.append(key)
+
+    def _fire(self, key) -> None:
+        if key not in self.keys:
+            return
+        if key in self.doomed:
+            self.doomed.discard(key)
+            entry = self.keys.pop(key)
+            self._finish_key(key, list(entry.values()), wire.FLAG_DROPPED, 0, {})
+        else:
+            self._process_key(key)
+        stream, seq = key
+        following = (stream, seq + self.replicas)
+        self.next_fire[stream] = following[1]
+        entry = self.keys.get(following)
+        if entry is not None and (following in self.doomed or len(entry) == len(self.ports)):
+            self.ready.append(following)
 
     def _release_held(self, key, recs) -> None:
         held = self.holding.get(key, [])
@@ -722,20 +751,24 @@ class Runtime:
         self._ack_inputs(recs, wire.ACK_CONSUMED | wire.ACK_RELEASED)
 
     def _drop_key(self, key, counter: str | None) -> None:
-        """Drop a seq everywhere and tell downstream. `counter` says what it counts as:
-        "drops" (a `latest` queue overflowed), "lost" (the stream ended before the seq was
-        complete) or None (it was dropped, and counted, upstream)."""
-        entry = self.keys.pop(key)
+        """Mark a seq dropped; downstream hears of it (a header-only marker) in its turn.
+
+        `counter` says what it counts as: "drops" (a `latest` queue overflowed), "lost"
+        (the stream ended before the seq was complete) or None (dropped, and counted,
+        upstream)."""
+        if key in self.doomed:
+            return
+        entry = self.keys[key]
         for port in entry:
             self.waiting[port].remove(key)
-        if key in self.ready:
-            self.ready.remove(key)
         missing = set(self.ports) - set(entry)
         if missing:
             self.dropped[key] = missing
         if counter:
             setattr(self, counter, getattr(self, counter) + 1)
-        self._finish_key(key, list(entry.values()), wire.FLAG_DROPPED, 0, {})
+        self.doomed.add(key)
+        if key not in self.ready:
+            self._queue_if_next(key)
 
     def _process_key(self, key) -> None:
         entry = self.keys.pop(key)
@@ -798,8 +831,12 @@ class Runtime:
         for stream in self.config["streams"]:
             if stream in self.finished_streams or not all(stream in self.ended[p] for p in self.ports):
                 continue
-            for key in [k for k in self.keys if k[0] == stream]:  # never completed: lost
-                self._drop_key(key, "lost")
+            for key in sorted(k for k in self.keys if k[0] == stream):  # never completed: lost
+                if key not in self.doomed:
+                    self._drop_key(key, "lost")
+                self.next_fire[stream] = key[1]  # past any seq that never came at all
+                self._fire(key)
+            self.ready = collections.deque(k for k in self.ready if k in self.keys)
             self.finished_streams.add(stream)
             self._emit_eos(stream, self.end_seq.get(stream, 0))
 

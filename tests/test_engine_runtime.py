@@ -214,3 +214,24 @@ def test_garbage_on_an_input_socket_is_counted_and_dropped(graph_run):
     assert run.wait() == 0, run.stderr
     assert_complete_in_order(run.records(), 250)
     assert run.metrics["nodes"]["sink"]["bad_messages"] >= len(garbage)
+
+
+def test_a_join_fed_by_a_latest_queue_fires_in_order_and_never_deadlocks(graph_run):
+    # Drop markers from the `latest` branch reach the join before the frames of earlier
+    # seqs complete; the join must still emit in seq order, or its consumer's small
+    # `block` queue fills with packets it must hold back, and the graph stalls.
+    run = graph_run("""
+name: latest-join
+nodes:
+  - {id: source, uses: synthetic, params: {width: 320, height: 240, count: 200}}
+  - {id: slow, uses: TESTS/engine_test_nodes.py:Jitter, params: {max_ms: 6}, inputs: {frame: source/frame},
+     queue: {frame: {policy: latest, size: 1}}}
+  - {id: pair, uses: TESTS/engine_test_nodes.py:Pair, params: {record: TMP/pair.jsonl}, inputs: {left: source/frame, right: slow/frame}}
+  - {id: sink, uses: null, params: {record: TMP/sink.jsonl, delay_ms: 1}, inputs: {frame: pair/frame}, queue: {frame: {size: 1}}}
+""")
+    assert run.wait(timeout=60) == 0, run.stderr
+    seqs = [r["seq"] for r in run.records()]
+    drops = run.metrics["nodes"]["slow"]["drops"]
+    assert drops > 0 and len(seqs) + drops == 200
+    assert seqs == sorted(seqs) and seqs[-1] == 199
+    assert all(p["left"] == p["right"] == p["seq"] for p in run.records("pair.jsonl"))
