@@ -102,6 +102,7 @@ def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_fra
                 "back": addresses[node.id, r]["back"] if any(outputs.values()) else None,
                 "inputs": inputs, "outputs": outputs, "pool_slots": _pool_slots(spec, node.id),
                 "max_pool_bytes": MAX_POOL_BYTES, "state_file": f"{run_dir}/{node.id}.{r}.state",
+                "cpus": node.cpus,
             }
             instances.append(Instance(node.id, r, config))
     return instances

@@ -5,6 +5,7 @@ one-line message naming file, line, node and field instead of a half-started pip
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from .kinds import KindError, did_you_mean, resolve_kind
 from .node import Node
 
 GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port"}
-NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port"}
+NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus"}
 QUEUE_FIELDS = {"size", "policy"}
 POLICIES = ("block", "latest")
 RESTARTS = ("on-failure", "never")
@@ -90,6 +91,7 @@ class NodeSpec:
     max_restarts: int = 3
     transport: str = "ipc"
     port: int | None = None
+    cpus: list[int] | None = None
     line: int | None = None
 
     @property
@@ -233,8 +235,15 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
     port = raw.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65000):
         raise SpecError(f"port must be an integer in 1024..65000, got {port!r}", file, _line(raw, "port"), node_id, "port")
+    cpus = raw.get("cpus")
+    if cpus is not None:
+        count = os.cpu_count() or 1
+        if not (isinstance(cpus, list) and cpus and all(isinstance(c, int) and not isinstance(c, bool) and -count <= c < count for c in cpus)):
+            raise SpecError(f"cpus must be a non-empty list of CPU numbers in 0..{count - 1}, or -1 for the last one "
+                            f"(this machine has {count}), got {cpus!r}", file, _line(raw, "cpus"), node_id, "cpus")
+        cpus = sorted({c % count for c in cpus})  # -1: the last CPU, whatever the machine
     return NodeSpec(id=node_id, uses=uses, kind=kind, params=params, inputs={}, replicas=replicas, restart=restart,
-                    max_restarts=max_restarts, transport=transport, port=port, line=_line(raw))
+                    max_restarts=max_restarts, transport=transport, port=port, cpus=cpus, line=_line(raw))
 
 
 def _check_param(kind: type[Node], node_id: str, name: Any, value: Any, file: str, line: int | None) -> Any:

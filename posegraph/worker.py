@@ -29,6 +29,8 @@ def main(argv: list[str]) -> int:
     config_path, incarnation = argv[0], int(argv[1])
     config = json.loads(Path(config_path).read_text())
     _die_with_parent(config["runner_pid"])
+    if config.get("cpus"):
+        os.sched_setaffinity(0, config["cpus"])  # the graph placed this node on these CPUs
     from .kinds import resolve_kind
     from .runtime import Runtime, install_signal_handlers
 

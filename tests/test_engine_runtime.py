@@ -235,3 +235,13 @@ nodes:
     assert drops > 0 and len(seqs) + drops == 200
     assert seqs == sorted(seqs) and seqs[-1] == 199
     assert all(p["left"] == p["right"] == p["seq"] for p in run.records("pair.jsonl"))
+
+
+def test_a_node_placed_on_a_cpu_runs_only_there(graph_run):
+    run = graph_run(chain(count=0, fps=30).replace("  - id: hop1\n    uses: passthrough\n", "  - id: hop1\n    uses: passthrough\n    cpus: [-1]\n"))
+    run.wait_for_records(5)
+    pid, _ = run.worker_pid("hop1.0")
+    allowed = [l for l in open(f"/proc/{pid}/status").read().splitlines() if l.startswith("Cpus_allowed_list")][0]
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 0
+    assert allowed.split()[-1] == str(os.cpu_count() - 1)

@@ -1025,3 +1025,16 @@ def test_a_node_whose_inputs_are_all_optional_still_needs_one_wired(tmp_path):
     err = info.value
     assert (err.line, err.node, err.field) == (5, "records", "inputs")
     assert err.detail.startswith("no input is wired; kind 'jsonl' takes: ")
+
+
+def test_cpus_must_name_cpus_of_this_machine(tmp_path):
+    import os
+
+    path = tmp_path / "graph.yaml"
+    path.write_text(f"name: g\nnodes:\n  - id: source\n    uses: synthetic\n    cpus: [{os.cpu_count()}]\n")
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert (info.value.line, info.value.node, info.value.field) == (5, "source", "cpus")
+    assert f"this machine has {os.cpu_count()}" in info.value.detail
+    path.write_text("name: g\nnodes:\n  - id: source\n    uses: synthetic\n    cpus: [-1]\n")
+    assert load_graph(path).nodes["source"].cpus == [os.cpu_count() - 1]
