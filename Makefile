@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) runner.py graphs/synthetic.yaml --metrics out/synthetic.metrics.json
+	$(PY) runner.py graphs/demo.yaml --metrics out/demo.metrics.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -13,6 +13,7 @@ from .spec import SpecError, load_graph
 USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--duration S] [--metrics FILE.json]
        runner.py check GRAPH [--set ID.PARAM=VALUE ...]
        runner.py draw GRAPH [-o graph.png]
+       runner.py kinds [KIND ...]          the built-in node kinds: ports and params
        runner.py knn-samples IMAGES_ROOT -o SAMPLES.csv [--outliers]   (see --help of each)"""
 
 # commands that are tools of the node kinds rather than of the engine: name -> "module:function"
@@ -38,6 +39,8 @@ def _parser(prog: str, command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "kinds":
+        return print_kinds(argv[1:])
     if argv and argv[0] in TOOLS:
         import importlib
 
@@ -68,3 +71,30 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
 
     return run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
                      live=False if args.no_live else None)
+
+
+def print_kinds(names: list[str]) -> int:
+    """Ports and typed params of built-in kinds, read from their declarations."""
+    from pathlib import Path
+
+    from .kinds import KindError, builtin_kinds, resolve_kind
+
+    for name in names or sorted(builtin_kinds()):
+        try:
+            kind = resolve_kind(name, Path.cwd())
+        except KindError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        doc = (kind.__doc__ or sys.modules[kind.__module__].__doc__ or "").strip().splitlines()
+        print(f"{name}" + (" (stateful)" if kind.STATEFUL else "") + (f": {doc[0]}" if doc else ""))
+        for port, text in kind.INPUTS.items():
+            optional = " (optional)" if port in kind.OPTIONAL_INPUTS else ""
+            print(f"  in   {port}{optional}: {text}")
+        for port, text in kind.OUTPUTS.items():
+            print(f"  out  {port}: {text}")
+        for pname, decl in kind.PARAMS.items():
+            bounds = "".join([f" min {decl.min}" if decl.min is not None else "", f" max {decl.max}" if decl.max is not None else "",
+                              f" one of {list(decl.choices)}" if decl.choices else ""])
+            print(f"  param {pname}: {decl.type_name()} = {decl.default!r}{bounds}" + (f"  ({decl.help})" if decl.help else ""))
+        print()
+    return 0

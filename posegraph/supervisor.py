@@ -235,7 +235,7 @@ class Supervisor:
         """Once a second: the live view, progress lines without one, fps for overlays."""
         nodes = self.node_metrics()
         tmp = Path(self.run_dir, "fps.json.tmp")
-        tmp.write_text(json.dumps({n: m["fps_now"] for n, m in nodes.items()}))
+        tmp.write_text(json.dumps({n: m["fps"] for n, m in nodes.items()}))  # steadier than the last second
         tmp.replace(Path(self.run_dir, "fps.json"))
         progress = self._progress()
         if live is not None:
