@@ -6,20 +6,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from test_graph_validation import MYNODE  # one user node file for both CLI and validation tests
+
 ROOT = Path(__file__).resolve().parent.parent
-
-MYNODE = """\
-from posegraph import Node, Param
-
-
-class MyNode(Node):
-    INPUTS = {"frame": "a frame"}
-    OUTPUTS = {"frame": "the same frame"}
-    PARAMS = {"gain": Param(1.0, min=0.0, max=10.0, help="a made-up gain")}
-
-    def process(self, inputs, ctx):
-        return {"frame": inputs["frame"]}
-"""
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
