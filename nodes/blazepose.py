@@ -11,6 +11,7 @@ inside one object.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -131,6 +132,34 @@ def ensure_landmark_model(model_complexity: int) -> Path:
     return target
 
 
+# MediaPipe's C++ side prints these on every start (to fd 2, before any log setting applies);
+# they say nothing about the user's graph, so they are filtered out of its terminal.
+BENIGN_NATIVE_LOG = ("inference_feedback_manager.cc", "landmark_projection_calculator.cc",
+                     "All log messages before absl::InitializeLog()", "Created TensorFlow Lite XNNPACK delegate")
+
+
+@contextlib.contextmanager
+def native_stderr_filtered():
+    """Run a block with the process's fd 2 captured; pass on every line but the benign ones."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and not any(marker in line for marker in BENIGN_NATIVE_LOG):
+                    print(line, file=sys.stderr)
+
+
 class BlazePose:
     """One MediaPipe Pose solution: BGR image in, landmarks packet (nodes/packets.py) out.
 
@@ -147,11 +176,13 @@ class BlazePose:
         import cv2
 
         self._cv2 = cv2
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=bool(static_image_mode), model_complexity=int(model_complexity),
-            smooth_landmarks=bool(smooth_landmarks), enable_segmentation=False,
-            min_detection_confidence=float(min_detection_confidence),
-            min_tracking_confidence=float(min_tracking_confidence))
+        self._quiet_calls = 3  # MediaPipe builds its models lazily over the first inferences
+        with native_stderr_filtered():
+            self._pose = mp.solutions.pose.Pose(
+                static_image_mode=bool(static_image_mode), model_complexity=int(model_complexity),
+                smooth_landmarks=bool(smooth_landmarks), enable_segmentation=False,
+                min_detection_confidence=float(min_detection_confidence),
+                min_tracking_confidence=float(min_tracking_confidence))
 
     def detect(self, image_bgr: np.ndarray) -> dict | None:
         """Landmarks of the most prominent person in a uint8 BGR image, or None when there is none.
@@ -174,7 +205,12 @@ class BlazePose:
         else:
             rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # the one conversion MediaPipe needs
         rgb.flags.writeable = False  # lets MediaPipe wrap the buffer instead of copying it
-        results = self._pose.process(rgb)
+        if not self._quiet_calls:
+            results = self._pose.process(rgb)
+        else:  # the first inferences print MediaPipe's start-up warnings
+            with native_stderr_filtered():
+                results = self._pose.process(rgb)
+            self._quiet_calls -= 1
         if results.pose_landmarks is None:
             return None
         norm = np.array([(p.x, p.y, p.z, p.visibility) for p in results.pose_landmarks.landmark], dtype=np.float64)

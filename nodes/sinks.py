@@ -334,8 +334,9 @@ class JsonLines(Node):
       {"stream", "seq", "pts_ms" and "index" (from `frame`, null when it is not wired or
        empty), "landmarks": 33 x [x_px, y_px, z, visibility] (2 decimals) or null when no
        person, "votes": {class: n} or null, "smoothed": {class: score} (4 decimals) or null,
-       "class": argmax of smoothed (else votes) or null, "reps": {class: count} or null
-       when `reps` is not wired}
+       "class": argmax of smoothed (else votes) or null, "label": the classifier's own
+       answer when its votes packet has one (e.g. "unknown"), "reps": {class: count} or
+       null when `reps` is not wired}
 
     The file is truncated when the node opens (a run's records never mix with an older
     run's), written line-buffered (a reader sees whole lines as they come) and flushed
@@ -375,6 +376,8 @@ class JsonLines(Node):
             "votes": votes,
             "smoothed": smoothed,
             "class": top_class(smoothed, votes)[0],
+            # a classifier's own answer, when it gives one ("unknown" included: DTW, LSTM)
+            "label": inputs["votes"].get("label") if isinstance(inputs.get("votes"), dict) else None,
             "reps": _table(inputs.get("reps"), "reps", None) if "reps" in inputs else None,
         }
         self.out.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
