@@ -18,6 +18,8 @@ BUILTIN_KINDS = {
     "knn": "nodes.knn:Knn",
     "smooth": "nodes.smooth:Smooth",
     "reps": "nodes.reps:Reps",
+    "lstm": "nodes.lstm:Lstm",
+    "dtw": "nodes.dtw:Dtw",
     "render": "nodes.render:Render",
     # sinks
     "window": "nodes.sinks:Window",

@@ -14,11 +14,19 @@ USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--durati
        runner.py check GRAPH [--set ID.PARAM=VALUE ...]
        runner.py draw GRAPH [-o graph.png]
        runner.py kinds [KIND ...]          the built-in node kinds: ports and params
-       runner.py knn-samples IMAGES_ROOT -o SAMPLES.csv [--outliers]   (see --help of each)"""
+       runner.py knn-samples IMAGES_ROOT -o SAMPLES.csv [--outliers]
+       runner.py extract CLIPS_ROOT -o DATA.npz          landmark sequences of labelled clips
+       runner.py import-sequences FORMAT PATH -o DATA.npz
+       runner.py train-lstm DATA.npz -o MODEL_DIR
+       runner.py dtw-templates --clips ROOT -o TEMPLATES.npz   (see --help of each)"""
 
 # commands that are tools of the node kinds rather than of the engine: name -> "module:function"
 TOOLS = {
     "knn-samples": "nodes.knn_train:main",
+    "extract": "nodes.sequences:main",
+    "import-sequences": "nodes.sequence_import:main",
+    "train-lstm": "nodes.lstm_train:main",
+    "dtw-templates": "nodes.dtw_record:main",
 }
 
 

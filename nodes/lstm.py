@@ -1,0 +1,102 @@
+"""`lstm`: landmarks -> class probabilities of an LSTM over a sliding window of pose features.
+
+Every frame, the node turns the landmarks into the model's features (the kind stored in the
+model's labels.json: coco_xy, blazepose_xyzv or embed; see nodes/lstm_model.py), appends
+them to a sliding window per stream (ctx.stream) of the model's length (32 by default) and
+classifies the window: {"votes": {class: probability}, "label": most probable class}.
+
+- A frame with no person (empty landmarks packet) puts the previous frame's features into
+  the window again (carried forward, as in training) and is counted (`no_person`); it still
+  gets an answer once the node answers.
+- Before any person has been seen in a stream the packet is empty.
+- Early answers: once `min_frames` frames (default 8, counted from the first person) have
+  been seen, the node answers before the window is full, with the frames so far followed
+  by the newest frame repeated up to the window's length: the rule by which training pads a
+  short clip, so a 29-frame clip gets answers from its 8th frame and at its last frame
+  sees exactly the window it was trained on. From then on it answers on every frame
+  (stride 1 at inference, whatever stride training used).
+
+Backends: `tflite` (default) runs model.tflite through ai_edge_litert, without importing
+TensorFlow (the process stays around 100 MB); `keras` loads model.keras with TensorFlow
+(slower to start, ~1 GB more). Both are imported in `open` only.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from posegraph import Node, NodeOpenError, Param
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "models/lstm_exercises"
+
+try:  # absolute, so the file also works as `uses: path/to/nodes/lstm.py:Lstm`
+    from nodes import lstm_model
+except ImportError:  # pragma: no cover - the project root is not on sys.path
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from nodes import lstm_model
+
+
+def resolve_model_dir(path: str) -> Path:
+    """Absolute as given; relative from the current directory if it exists there, else from
+    the project root (so the default works from anywhere)."""
+    candidate = Path(os.path.expanduser(path))
+    if candidate.is_absolute():
+        return candidate
+    here = Path.cwd() / candidate
+    if here.exists():
+        return here
+    bundled = PROJECT_ROOT / candidate
+    return bundled if bundled.exists() else here
+
+
+class Lstm(Node):
+    """Landmarks -> LSTM class probabilities over a sliding window (one per stream)."""
+
+    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py); None when no person"}
+    OUTPUTS = {"votes": "{'votes': {class: probability}, 'label': str}; None until it answers (see the module doc)"}
+    PARAMS = {
+        "model": Param(DEFAULT_MODEL, help="model directory written by `runner.py train-lstm` (relative: from the "
+                                           "current directory, else the project root)"),
+        "backend": Param("tflite", choices=("tflite", "keras"), help="tflite: ai_edge_litert, no TensorFlow; keras: model.keras"),
+        "min_frames": Param(8, min=1, help="answer once this many frames were seen, padding the window until it is full"),
+    }
+    STATEFUL = True
+
+    def open(self, ctx):
+        path = resolve_model_dir(self.params["model"])
+        try:
+            self.info, self.predictor = lstm_model.load_predictor(path, self.params["backend"])
+        except lstm_model.ModelDirError as exc:
+            raise NodeOpenError(str(exc), field="params.model") from None
+        self.classes = list(self.info["classes"])
+        self.streams: dict = {}
+
+    def process(self, inputs, ctx):
+        packet = inputs["landmarks"]
+        stream = self.streams.get(ctx.stream)
+        if stream is None:
+            stream = self.streams[ctx.stream] = lstm_model.StreamWindow(
+                self.info["features"], int(self.info["window"]), self.params["min_frames"])
+        px = None if packet is None else (packet if not isinstance(packet, dict) else packet.get("px"))
+        if px is None:
+            ctx.count("no_person")
+            window = stream.push(None)
+        else:
+            layout = packet.get("layout") if isinstance(packet, dict) else None
+            width = packet.get("width") if isinstance(packet, dict) else None
+            height = packet.get("height") if isinstance(packet, dict) else None
+            try:
+                window = stream.push(px, layout, width, height)
+            except ValueError as exc:  # e.g. a coco17 stream into a blazepose-only feature
+                raise ValueError(f"model {self.params['model']!r}: {exc}") from None
+        if window is None:
+            return {}
+        probs = self.predictor(window)
+        votes = {c: float(p) for c, p in zip(self.classes, probs)}
+        return {"votes": {"votes": votes, "label": self.classes[int(probs.argmax())]}}
+
+    def close(self):
+        self.predictor = None
+        self.streams = {}
