@@ -1,6 +1,6 @@
 """Train the `lstm` node's model from a sequence data set (nodes/sequences.py).
 
-    runner.py train-lstm DATA.npz -o MODEL_DIR [--features coco_xy|blazepose_xyzv|embed]
+    runner.py train-lstm DATA.npz|CLIPS_DIR -o MODEL_DIR [--features coco_xy|blazepose_xyzv|embed]
         [--epochs N] [--hidden 50] [--stride 4] [--window 32] [--batch 32]
         [--val-clips ID,ID | --val-fraction 0.2] [--seed S] [--no-augment]
 
@@ -20,7 +20,8 @@ from . import lstm_model
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="runner.py train-lstm",
                                 description="Train an LSTM action classifier on a sequence data set (.npz from runner.py extract).")
-    p.add_argument("data", metavar="DATA.npz", help="sequence data set (nodes/sequences.py)")
+    p.add_argument("data", metavar="DATA.npz|CLIPS_DIR", help="sequence data set (runner.py extract), or a folder of "
+                   "<class>/<clip> videos, extracted first into MODEL_DIR/landmarks.npz (resumable)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="directory to write the model into")
     p.add_argument("--features", choices=lstm_model.FEATURE_KINDS, default="coco_xy",
                    help="coco_xy (body-normalised COCO x,y; any layout), blazepose_xyzv, embed (blazepose33 only)")
@@ -51,10 +52,17 @@ def main(argv: list[str]) -> int:
     if not 0.0 <= args.dropout < 1.0:
         print("error: --dropout must be in [0, 1)", file=sys.stderr)
         return 2
-    from .sequences import SequenceError, load_dataset
+    from pathlib import Path
+
+    from .sequences import SequenceError, extract, load_dataset
 
     try:
-        sequences = load_dataset(args.data)
+        if Path(args.data).is_dir():  # a folder of labelled clips: extract first (resumable), then train
+            data = Path(args.output) / "landmarks.npz"
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            sequences = extract(args.data, data, progress=not args.quiet)
+        else:
+            sequences = load_dataset(args.data)
     except SequenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -164,3 +164,23 @@ def test_train_lstm_command_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
     assert "no such file" in err[0] and "2 classes" in err[1] and "blazepose33" in err[2]
+
+
+def test_train_lstm_takes_a_folder_of_clips_in_one_command(tmp_path):
+    import cv2
+
+    from nodes import lstm_train
+
+    clip = Path(__file__).resolve().parent.parent / "data" / "google_pose_reference" / "pose_squats.mp4"
+    for label, flip in (("upright", None), ("upside_down", 0)):
+        (tmp_path / "clips" / label).mkdir(parents=True)
+        capture = cv2.VideoCapture(str(clip))
+        writer = cv2.VideoWriter(str(tmp_path / "clips" / label / "c.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (720, 1280))
+        for _ in range(20):
+            ok, frame = capture.read()
+            writer.write(frame if flip is None else cv2.flip(frame, flip))
+        writer.release()
+    model = tmp_path / "model"
+    assert lstm_train.main([str(tmp_path / "clips"), "-o", str(model), "--epochs", "2", "--quiet"]) == 0
+    assert json.loads((model / "labels.json").read_text())["classes"] == ["upright", "upside_down"]
+    assert (model / "landmarks.npz").exists() and (model / "model.tflite").exists()
