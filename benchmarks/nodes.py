@@ -31,7 +31,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.packets import image_of  # noqa: E402
 
 CLIP = ROOT / "data" / "google_pose_reference" / "pose_squats.mp4"
 

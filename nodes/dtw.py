@@ -45,7 +45,8 @@ import numpy as np
 
 from posegraph import Node, NodeOpenError, Param
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .paths import resolve_path
+
 DEFAULT_TEMPLATES = "models/dtw_exercises.npz"
 FEATURE_KINDS = ("angles", "embed")
 UNKNOWN = "unknown"
@@ -387,18 +388,6 @@ def classify(query, templates: Templates, batch: int = 4, band: int | None = 10,
     return Answer(label, votes, distances, best)
 
 
-def resolve_templates_path(path: str) -> Path:
-    """Absolute as given; relative: from the current directory, else the project root."""
-    candidate = Path(os.path.expanduser(path))
-    if candidate.is_absolute():
-        return candidate
-    here = Path.cwd() / candidate
-    if here.exists():
-        return here
-    bundled = PROJECT_ROOT / candidate
-    return bundled if bundled.exists() else here
-
-
 # ----- the node --------------------------------------------------------------------------
 class _Stream:
     def __init__(self, window: int):
@@ -426,7 +415,7 @@ class Dtw(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        path = resolve_templates_path(self.params["templates"])
+        path = resolve_path(self.params["templates"])
         try:
             self.templates = Templates.load(path)
         except TemplatesError as exc:

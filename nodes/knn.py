@@ -25,17 +25,15 @@ temporaries would page-fault on every query).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from posegraph import Node, NodeOpenError, Param
 
 from .embed import FLIP_X, mlkit_embedding
+from .paths import resolve_path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_SAMPLES = "data/mlkit/fitness_pose_samples.csv"
 N_COLUMNS = 2 + 33 * 3
 
@@ -294,20 +292,6 @@ def leave_one_out_accuracy(classifier: KnnClassifier) -> float:
     return hits / len(classifier)
 
 
-def resolve_samples_path(path: str) -> Path:
-    """Where a `samples` param points: absolute as given; relative from the current
-    working directory (where the runner was started), else from the project root (so the
-    default, the bundled data/mlkit/fitness_pose_samples.csv, works from anywhere)."""
-    candidate = Path(os.path.expanduser(path))
-    if candidate.is_absolute():
-        return candidate
-    here = Path.cwd() / candidate
-    if here.exists():
-        return here
-    bundled = PROJECT_ROOT / candidate
-    return bundled if bundled.exists() else here
-
-
 class Knn(Node):
     """Features (kind mlkit) -> votes of ML Kit's KNN over a samples CSV. Stateless."""
 
@@ -321,7 +305,7 @@ class Knn(Node):
     STATEFUL = False
 
     def open(self, ctx):
-        path = resolve_samples_path(self.params["samples"])
+        path = resolve_path(self.params["samples"])
         try:
             self.classifier = KnnClassifier(path, self.params["top_n_by_max"], self.params["top_n_by_mean"])
         except SamplesError as exc:

@@ -22,33 +22,12 @@ TensorFlow (the process stays around 100 MB); `keras` loads model.keras with Ten
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 from posegraph import Node, NodeOpenError, Param
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from nodes import lstm_model  # absolute, so the file also works as `uses: path/to/nodes/lstm.py:Lstm`
+from nodes.paths import resolve_path
+
 DEFAULT_MODEL = "models/lstm_exercises"
-
-try:  # absolute, so the file also works as `uses: path/to/nodes/lstm.py:Lstm`
-    from nodes import lstm_model
-except ImportError:  # pragma: no cover - the project root is not on sys.path
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from nodes import lstm_model
-
-
-def resolve_model_dir(path: str) -> Path:
-    """Absolute as given; relative from the current directory if it exists there, else from
-    the project root (so the default works from anywhere)."""
-    candidate = Path(os.path.expanduser(path))
-    if candidate.is_absolute():
-        return candidate
-    here = Path.cwd() / candidate
-    if here.exists():
-        return here
-    bundled = PROJECT_ROOT / candidate
-    return bundled if bundled.exists() else here
 
 
 class Lstm(Node):
@@ -65,7 +44,7 @@ class Lstm(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        path = resolve_model_dir(self.params["model"])
+        path = resolve_path(self.params["model"])
         try:
             self.info, self.predictor = lstm_model.load_predictor(path, self.params["backend"])
         except lstm_model.ModelDirError as exc:

@@ -1,7 +1,6 @@
 """The capture node on real video: files, folders, resizing, flipping, skipping, looping,
 and the one-line errors for sources that cannot be read."""
 import json
-import shutil
 
 import cv2
 import numpy as np

@@ -1,7 +1,6 @@
 """The main job end to end on the bundled clip: capture -> pose -> embed -> KNN -> smoothing
 -> repetitions -> render -> video and JSON lines, each node its own process."""
 import json
-import shutil
 import subprocess
 import sys
 

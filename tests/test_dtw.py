@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from dtw_test_nodes import arm_swing, squat_points, waving
-from nodes import dtw
 from nodes.dtw import (UNKNOWN, Templates, TemplatesError, classify, dtw_distance, dtw_distances, features, load_templates,
                        record_templates_from_sequences, vote)
 from nodes.sequences import Sequence, save_dataset
@@ -243,11 +242,11 @@ name: dtw
 nodes:
   - {id: source, uses: TESTS/dtw_test_nodes.py:Landmarks, params: {clip: squat, gaps: [0, 1, 30, 31]}}
   - id: all
-    uses: /work/main/nodes/dtw.py:Dtw
+    uses: dtw
     params: {templates: TMP/all.npz, window: 30, every: 5, min_frames: 15, batch: 4, band: 10}
     inputs: {landmarks: source/landmarks}
   - id: others
-    uses: /work/main/nodes/dtw.py:Dtw
+    uses: dtw
     params: {templates: TMP/others.npz, window: 30, threshold: 1.0}
     inputs: {landmarks: source/landmarks}
   - {id: rec_all, uses: TESTS/dtw_test_nodes.py:Record, params: {path: TMP/all.jsonl}, inputs: {votes: all/votes}}
@@ -258,7 +257,7 @@ nodes:
 def test_dtw_node_in_a_graph_answers_the_class_or_unknown(graph_run, tmp_path):
     make_templates().save(tmp_path / "all.npz")
     make_templates(("waving", "swing")).save(tmp_path / "others.npz")
-    run = graph_run(GRAPH.replace("/work/main", str(dtw.PROJECT_ROOT)))
+    run = graph_run(GRAPH)
     assert run.wait(timeout=90) == 0, run.stderr
     for name in ("all.jsonl", "others.jsonl"):
         records = run.records(name)
@@ -280,7 +279,7 @@ def test_dtw_node_in_a_graph_answers_the_class_or_unknown(graph_run, tmp_path):
 
 
 def test_dtw_node_with_a_missing_templates_file_stops_the_graph_with_one_line(graph_run, tmp_path):
-    run = graph_run(GRAPH.replace("/work/main", str(dtw.PROJECT_ROOT)))
+    run = graph_run(GRAPH)
     assert run.wait(timeout=60) == 1
     line = next(l for l in run.stderr.splitlines() if l.startswith("error"))
     assert "params.templates" in line and "no such templates file" in line

@@ -6,9 +6,7 @@ The source is test_support_render_nodes.py:ClipSource: the bundled squats clip (
 so every value a sink writes is known here.
 """
 import json
-import math
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path

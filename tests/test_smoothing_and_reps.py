@@ -3,7 +3,7 @@ filter, and embed -> knn -> smooth -> reps as a real graph of processes."""
 import numpy as np
 import pytest
 
-from conftest import ROOT, TESTS
+from conftest import ROOT
 from nodes.embed import mlkit_embeddings
 from nodes.knn import KnnClassifier, load_samples
 from nodes.reps import Reps, RepetitionCounter
