@@ -48,6 +48,7 @@ from posegraph import Node, NodeOpenError, Param
 from .paths import resolve_path
 
 DEFAULT_TEMPLATES = "models/dtw_exercises.npz"
+TEMPLATE_FPS = 30.0  # templates are stored at this frame rate; queries are resampled to it
 FEATURE_KINDS = ("angles", "embed")
 UNKNOWN = "unknown"
 FORMAT = "posegraph-dtw-templates"
@@ -338,16 +339,34 @@ def record_templates_from_sequences(sequences, kind: str = "angles", segment: in
     recordings match a query window of about N frames. Clips with no person are skipped.
     Appends to `templates` when given.
     """
-    out = templates if templates is not None else Templates(kind=kind, params={"segment": segment, "hop": hop})
+    out = templates if templates is not None else Templates(kind=kind, params={"segment": segment, "hop": hop, "fps": TEMPLATE_FPS})
     if out.kind != kind:
         raise TemplatesError(f"cannot add {kind!r} features to {out.kind!r} templates")
     hop = hop or max(1, segment // 2)
     for seq in sequences:
-        feats = features(seq.points, seq.layout, kind)
+        feats = at_rate(features(seq.points, seq.layout, kind), seq.fps, TEMPLATE_FPS)
         for start, end in segments(len(feats), segment, hop):
             clip_id = seq.clip_id if (start, end) == (0, len(feats)) else f"{seq.clip_id}@{start}"
             out.add(seq.label, feats[start:end], clip_id)
     return out
+
+
+def at_rate(feats: np.ndarray, fps: float, rate: float) -> np.ndarray:
+    """Features resampled (linear interpolation in time) from `fps` to `rate` frames/s.
+
+    Why: DTW stretches time only so far (the band), so a 5 frames/s clip, six times faster
+    per frame than 30 frames/s templates, would never match them. Templates are kept at one
+    rate and queries are brought to it.
+    """
+    if not fps or abs(fps - rate) < 0.5 or len(feats) < 2:
+        return feats
+    times = np.arange(len(feats)) / fps
+    return resample_at(times, feats, np.arange(0.0, times[-1] + 1e-9, 1.0 / rate))
+
+
+def resample_at(times: np.ndarray, feats: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Each feature column interpolated at the times `at` (seconds)."""
+    return np.stack([np.interp(at, times, feats[:, j]) for j in range(feats.shape[1])], axis=1)
 
 
 # ----- classification --------------------------------------------------------------------
@@ -391,7 +410,8 @@ def classify(query, templates: Templates, batch: int = 4, band: int | None = 10,
 # ----- the node --------------------------------------------------------------------------
 class _Stream:
     def __init__(self, window: int):
-        self.frames: deque = deque(maxlen=window)
+        self.frames: deque = deque(maxlen=window * 8)  # enough history for a camera up to 8x the templates' rate
+        self.times: deque = deque(maxlen=window * 8)   # their source timestamps (s), or None
         self.seen = 0           # frames appended (people seen, plus carried-forward gaps)
         self.last_answer = None
         self.since = 0          # frames since the last classification
@@ -428,6 +448,7 @@ class Dtw(Node):
         self.window, self.every, self.batch, self.band = p["window"], p["every"], p["batch"], p["band"]
         self.threshold = p["threshold"] or None
         self.min_frames = min(p["min_frames"], p["window"])
+        self.rate = float(self.templates.params.get("fps") or 0.0)  # 0: templates of an older file, frames as they come
         classify(np.zeros((2, self.templates.sequences[0].shape[1])), self.templates, 1, self.band)  # compile now
 
     def _vector(self, packet):
@@ -442,6 +463,19 @@ class Dtw(Node):
             vector = frame_features(px, layout, self.kind)
         return vector[0] if frame_ok(px, vector, self.kind)[0] else None
 
+    def _query(self, state: _Stream) -> np.ndarray:
+        """The last `window` frames at the templates' rate, by the frames' own timestamps.
+
+        Without timestamps (or templates without a rate) the last `window` frames as they came.
+        """
+        times = list(state.times)
+        if not self.rate or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
+            return np.array(list(state.frames)[-self.window:])
+        span = (self.window - 1) / self.rate
+        at = times[-1] - span + np.arange(self.window) / self.rate
+        at = at[at >= times[0]]  # a stream younger than the window: what there is
+        return resample_at(np.array(times), np.array(state.frames), at)
+
     def process(self, inputs, ctx):
         state = self.streams.get(ctx.stream)
         if state is None:
@@ -453,13 +487,16 @@ class Dtw(Node):
             vector = state.frames[-1]  # no person: carried forward
             ctx.count("carried")
         state.frames.append(vector)
+        packet = inputs["landmarks"]
+        pts = packet.get("pts_ms") if isinstance(packet, dict) else None
+        state.times.append(pts / 1000.0 if pts is not None else None)
         state.seen += 1
         if state.seen < self.min_frames:
             return {}
         state.since += 1
         if state.last_answer is None or state.since >= self.every:
             state.since = 0
-            answer = classify(np.array(state.frames), self.templates, self.batch, self.band, self.threshold)
+            answer = classify(self._query(state), self.templates, self.batch, self.band, self.threshold)
             state.last_answer = {"votes": answer.votes, "label": answer.label, "distance": answer.best}
             ctx.count("classified")
         return {"votes": dict(state.last_answer)}

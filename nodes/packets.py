@@ -8,7 +8,8 @@ landmarks  (pose/landmarks, one_euro/landmarks), None when no person was found
                   the ML Kit convention),
             "norm": float32 33 x 4 [x, y, z, visibility] in MediaPipe's normalised units,
             "world": float32 33 x 4 [x, y, z in metres (hip-centred), visibility],
-            "width": int, "height": int, "layout": "blazepose33"}
+            "width": int, "height": int, "layout": "blazepose33",
+            "pts_ms": float (the frame's source timestamp, when the frame packet had one)}
 features   (embed/features), None when no person
            {"vector": float32 (the chosen feature, flattened), "kind": "mlkit"|"angles"|"keypoints",
             and for "mlkit" also "embedding": float32 23 x 3 and "mirrored": float32 23 x 3

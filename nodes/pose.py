@@ -54,6 +54,9 @@ class Pose(Node):
         if landmarks is None:
             ctx.count("no_person")
             return {}
+        frame = inputs["frame"]
+        if isinstance(frame, dict) and frame.get("pts_ms") is not None:
+            landmarks["pts_ms"] = float(frame["pts_ms"])  # the source's clock: temporal models need it
         return {"landmarks": landmarks}
 
     def close(self):

@@ -283,3 +283,36 @@ def test_dtw_node_with_a_missing_templates_file_stops_the_graph_with_one_line(gr
     assert run.wait(timeout=60) == 1
     line = next(l for l in run.stderr.splitlines() if l.startswith("error"))
     assert "params.templates" in line and "no such templates file" in line
+
+
+class _Ctx:
+    stream = 0
+
+    def count(self, name, n=1):
+        pass
+
+
+def test_a_slow_camera_is_brought_to_the_templates_frame_rate_by_its_timestamps(tmp_path):
+    """Templates are kept at 30 frames/s; a 5 frames/s stream's query is resampled by its
+    timestamps to the same rate, so it covers the same 1.5 s of motion as a template
+    (raw, its 45 frames would span 9 s, six times more motion than any template)."""
+    from nodes.dtw import TEMPLATE_FPS, Dtw, at_rate
+
+    def motion(fps, seconds):
+        t = np.arange(0, seconds, 1.0 / fps)
+        return np.stack([np.sin(2 * np.pi * t / 1.5), np.cos(2 * np.pi * t / 1.5)], axis=1)
+
+    assert len(at_rate(motion(5, 3.0), 5, TEMPLATE_FPS)) == len(motion(30, 3.0)) - 5  # up to the last sample's time
+    templates = Templates(kind="angles", params={"fps": TEMPLATE_FPS}, labels=["a"], sequences=[motion(30, 1.5)])
+    path = tmp_path / "t.npz"
+    templates.save(path)
+    node = Dtw({"templates": str(path), "window": 45, "every": 1, "batch": 1, "band": 10, "threshold": 0.0, "min_frames": 8})
+    node.open(_Ctx())
+    node._vector = lambda packet: packet["vector"]  # the motion is given as features directly
+    for i, vector in enumerate(motion(5, 12.0)):  # 60 frames at 5 frames/s
+        node.process({"landmarks": {"vector": vector, "pts_ms": i * 200.0}}, _Ctx())
+    query = node._query(node.streams[0])
+    end = round(11.8 * 30)  # the last frame's time, 11.8 s, at 30 frames/s
+    truth = motion(30, 12.0)[end - 44:end + 1]  # the same 1.5 s of motion
+    assert query.shape == (45, 2)
+    assert np.abs(query - truth).max() < 0.15  # linear interpolation of 5 frames/s samples
