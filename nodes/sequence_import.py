@@ -52,19 +52,13 @@ def _split(line: str, comma: bool) -> list[str]:
 
 
 def _numbers(tokens: list[str], where: str) -> list[float]:
-    try:
-        return [float(t) for t in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not _is_float(t))
-        raise SequenceError(f"{where}: not a number: {bad!r}") from None
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+    values = []
+    for token in tokens:
+        try:
+            values.append(float(token))
+        except ValueError:
+            raise SequenceError(f"{where}: not a number: {token!r}") from None
+    return values
 
 
 def _is_header(tokens: list[str]) -> bool:

@@ -130,9 +130,7 @@ nodes:
   - {id: bad, uses: TESTS/engine_test_nodes.py:Crash, params: {at: 5}, max_restarts: 2, inputs: {frame: source/frame}}
   - {id: sink, uses: null, inputs: {frame: bad/frame}}
 """)
-    start = time.monotonic()
-    assert run.wait(timeout=30) == 1
-    assert time.monotonic() - start < 20
+    assert run.wait(timeout=30) == 1  # stops by itself: a timeout here would mean it hung
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("error: node 'bad' died (RuntimeError: cannot handle frame 5")
     assert "its 2 restarts are used up" in last
