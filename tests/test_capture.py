@@ -128,3 +128,39 @@ def test_a_paced_file_shows_its_progress(graph_run):
     assert code == 0, run.stderr
     assert len(frames) == 65
     assert "progress: camera.0 " in run.stderr and "/65 frames" in run.stderr
+
+
+def test_a_stream_url_is_read_like_a_file(graph_run, tmp_path):
+    """An http URL goes through OpenCV's FFmpeg reader; served here from 127.0.0.1. (The
+    clip is served as MJPG AVI, which plays while it downloads: Python's test server
+    cannot serve the byte ranges an mp4 with its index at the end needs.)"""
+    import functools
+    import http.server
+    import threading
+
+    reference = clip_frames()
+    served = tmp_path / "served"
+    served.mkdir()
+    writer = cv2.VideoWriter(str(served / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (720, 1280))
+    for frame in reference:
+        writer.write(frame)
+    writer.release()
+    expected = []
+    local = cv2.VideoCapture(str(served / "clip.avi"))
+    while True:
+        ok, frame = local.read()
+        if not ok:
+            break
+        expected.append(halves(frame))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        run, code, frames = run_capture(graph_run, {"source": url, "timeout_ms": 5000})
+    finally:
+        server.shutdown()
+    assert code == 0, run.stderr
+    assert [(f["left"], f["right"]) for f in frames] == expected  # every frame, as decoded from the file
