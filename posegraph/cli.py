@@ -11,6 +11,8 @@ import sys
 from .spec import SpecError, load_graph
 
 USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--duration S] [--metrics FILE.json]
+                [--machine NAME --hosts HOSTS.yaml | --host NAME=ADDR ...] [--keys KEYS_DIR]
+       runner.py keys KEYS_DIR [NAME ...]   CURVE key pairs for encrypted, authenticated tcp links
        runner.py check GRAPH [--set ID.PARAM=VALUE ...]
        runner.py draw GRAPH [-o graph.png]
        runner.py kinds [KIND ...]          the built-in node kinds: ports and params
@@ -40,6 +42,13 @@ def _parser(prog: str, command: str) -> argparse.ArgumentParser:
         parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds, draining")
         parser.add_argument("--metrics", default=None, metavar="FILE.json", help="write per-node metrics here at the end")
         parser.add_argument("--no-live", action="store_true", help="no live table, even on a terminal")
+        parser.add_argument("--machine", default=None, metavar="NAME", help="start only the nodes placed on this machine")
+    if command in ("run", "check"):
+        parser.add_argument("--hosts", default=None, metavar="HOSTS.yaml", help="inventory: machine name -> address")
+        parser.add_argument("--host", dest="host_flags", action="append", default=[], metavar="NAME=ADDR",
+                            help="a machine's address (repeatable; wins over --hosts)")
+        parser.add_argument("--keys", default=None, metavar="KEYS_DIR",
+                            help="CURVE keys for every tcp link, as `security: {curve: KEYS_DIR}` in the graph")
     if command == "draw":
         parser.add_argument("-o", "--output", default="graph.png", help="picture to write (png, svg or pdf)")
     return parser
@@ -49,6 +58,10 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "kinds":
         return print_kinds(argv[1:])
+    if argv and argv[0] == "keys":
+        from .security import make_keys
+
+        return make_keys(argv[1:])
     if argv and argv[0] in TOOLS:
         import importlib
 
@@ -60,11 +73,15 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     args = _parser(prog, command).parse_args(argv)
     try:
         spec = load_graph(args.graph, args.overrides)
+        inventory, keys = (_placement(spec, args) if command != "draw" else ({}, None))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if command == "check":
         print(f"{args.graph}: ok ({len(spec.nodes)} nodes, {sum(n.replicas for n in spec.nodes.values())} processes)")
+        for name in spec.machines:
+            placed = [n.id for n in spec.nodes.values() if n.machine == name]
+            print(f"  machine {name}" + (f" at {inventory[name]}" if name in inventory else "") + f": {', '.join(placed) or 'no nodes'}")
         return 0
     if command == "draw":
         from .draw import draw_graph
@@ -78,7 +95,29 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     from .supervisor import run_graph
 
     return run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
-                     live=False if args.no_live else None)
+                     live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys)
+
+
+def _placement(spec, args):
+    """Inventory and keys for this run, all checked before a process starts."""
+    from .machines import check_local_address, check_placement, load_inventory
+    from .security import Keys, KeysError
+
+    if args.keys:
+        spec.security = {"mode": "curve", "dir": args.keys}
+    inventory = load_inventory(spec, args.hosts, args.host_flags)
+    machine = getattr(args, "machine", None)
+    check_placement(spec, machine, inventory)
+    keys = None
+    if spec.security and spec.security["mode"] == "curve":
+        try:
+            keys = Keys(spec.security["dir"])
+            keys.check_machine(machine or (spec.machines[0] if spec.machines else None))
+        except KeysError as exc:
+            raise SpecError(str(exc), spec.path, field="security") from None
+    if machine:
+        check_local_address(machine, inventory[machine])
+    return inventory, keys
 
 
 def print_kinds(names: list[str]) -> int:

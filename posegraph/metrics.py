@@ -56,9 +56,15 @@ def summarise(reports: list[dict], restarts: int) -> dict:
         return max(values) if values else None
 
     counters: dict[str, int] = {}
+    streams: dict[str, int] = {}
     for r in reports:
         for k, v in (r.get("counters") or {}).items():
             counters[k] = counters.get(k, 0) + v
+        for k, v in (r.get("streams") or {}).items():
+            streams[k] = streams.get(k, 0) + v
+    peers: dict[str, str] = {}
+    for r in live:
+        peers.update(r.get("peers") or {})
     return {
         "fps_now": round(sum(r.get("fps_now", 0.0) for r in live), 2),
         "frames_in": total("frames_in"),
@@ -72,4 +78,6 @@ def summarise(reports: list[dict], restarts: int) -> dict:
         "bad_messages": total("bad"),
         "lost": total("lost"),
         "counters": counters,
+        "streams": streams,  # stream id (as text) -> frames processed
+        "peers": peers,      # "machine: node" -> connected / waiting / disconnected / refused
     }

@@ -33,14 +33,22 @@ def new_run_id() -> str:
     return secrets.token_hex(6)
 
 
-def _addresses(spec: GraphSpec, run_dir: str) -> dict[tuple[str, int], dict]:
+def _neighbours(spec: GraphSpec, node_id: str) -> set[str]:
+    return set(spec.graph.predecessors(node_id)) | set(spec.graph.successors(node_id))
+
+
+def _addresses(spec: GraphSpec, run_dir: str, inventory: dict[str, str] | None) -> dict[tuple[str, int], dict]:
+    """Socket addresses of every instance. Ports come from the instance's position in the
+    file (or the node's own `port`), so every machine's runner computes the same ones."""
     addresses = {}
     index = 0
     for node in spec.nodes.values():
+        remote = inventory is not None and any(spec.nodes[n].machine != node.machine for n in _neighbours(spec, node.id))
         for r in range(node.replicas):
-            if node.transport == "tcp":
+            if node.transport == "tcp" or remote:
+                host = inventory[node.machine] if inventory is not None else spec.host
                 base = (node.port or spec.base_port + 2 * index) + (2 * r if node.port else 0)
-                addresses[node.id, r] = {"inbox": f"tcp://{spec.host}:{base}", "back": f"tcp://{spec.host}:{base + 1}"}
+                addresses[node.id, r] = {"inbox": f"tcp://{host}:{base}", "back": f"tcp://{host}:{base + 1}"}
             else:
                 addresses[node.id, r] = {"inbox": f"ipc://{run_dir}/{node.id}.{r}.in", "back": f"ipc://{run_dir}/{node.id}.{r}.back"}
             index += 1
@@ -61,14 +69,26 @@ def _pool_slots(spec: GraphSpec, node_id: str) -> int:
     return max(4, min(64, max(per_consumer or [0]) * depth + 2))
 
 
-def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_frames: int = 0) -> list[Instance]:
-    addresses = _addresses(spec, run_dir)
+def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_frames: int = 0,
+               inventory: dict[str, str] | None = None, keys=None) -> list[Instance]:
+    """Every instance of the graph; with an `inventory` (a multi-machine run) the nodes
+    with a neighbour on another machine bind tcp on their machine's address, the rest
+    stay on ipc. The caller starts only its own machine's instances."""
+    addresses = _addresses(spec, run_dir, inventory)
     links = []  # (producer, producer_port, consumer, consumer_port, consumer_replica)
     for node in spec.nodes.values():
         for port, inp in node.inputs.items():
-            for r in range(node.replicas):
-                links.append((inp.producer, inp.producer_port, node.id, port, r))
+            for producer, producer_port in inp.sources:
+                for r in range(node.replicas):
+                    links.append((producer, producer_port, node.id, port, r))
     link_ids = {link: i for i, link in enumerate(links)}
+
+    def same_memory(a, b) -> bool:  # shared-memory slots only between processes of one machine
+        return a.machine == b.machine and a.transport == "ipc" and b.transport == "ipc"
+
+    def server_key(node_id) -> str | None:
+        return keys.server_public(spec.nodes[node_id].machine) if keys else None
+
     instances = []
     for node in spec.nodes.values():
         outputs: dict[str, list] = {p: [] for p in node.kind.OUTPUTS}
@@ -80,29 +100,34 @@ def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_fra
             outputs[pport].append({
                 "link": lid, "consumer": f"{cons}.{cr}", "consumer_port": cport, "replica": cr,
                 "replicas": consumer.replicas, "inbox": addresses[cons, cr]["inbox"],
-                "policy": inp.policy, "size": inp.size,
-                "shm": node.transport == "ipc" and consumer.transport == "ipc",
+                "policy": inp.policy, "size": inp.size, "shm": same_memory(node, consumer),
+                "machine": consumer.machine, "server_key": server_key(cons),
             })
         for r in range(node.replicas):
             inputs = {}
             for port, inp in node.inputs.items():
-                producer = spec.nodes[inp.producer]
-                inputs[port] = {
-                    "link": link_ids[inp.producer, inp.producer_port, node.id, port, r],
-                    "producer": inp.producer, "producer_port": inp.producer_port,
-                    "producers": [addresses[inp.producer, pr]["back"] for pr in range(producer.replicas)],
-                    "policy": inp.policy, "size": inp.size,
-                }
+                inputs[port] = []
+                for producer_id, producer_port in inp.sources:
+                    producer = spec.nodes[producer_id]
+                    inputs[port].append({
+                        "link": link_ids[producer_id, producer_port, node.id, port, r],
+                        "producer": producer_id, "producer_port": producer_port,
+                        "producers": [addresses[producer_id, pr]["back"] for pr in range(producer.replicas)],
+                        "policy": inp.policy, "size": inp.size, "shm": same_memory(producer, node),
+                        "machine": producer.machine, "server_key": server_key(producer_id),
+                    })
             config = {
                 "run_id": run_id, "run_dir": run_dir, "control": control, "graph": spec.path,
                 "node": node.id, "uses": node.uses, "params": node.params, "replica": r, "replicas": node.replicas,
                 "is_source": node.is_source, "stream": spec.streams.get(node.id, 0),
-                "streams": spec.streams_reaching(node.id), "max_frames": max_frames if node.is_source else 0,
+                "streams": spec.streams_reaching(node.id),
+                "stream_names": {str(sid): name for name, sid in spec.streams.items() if sid in spec.streams_reaching(node.id)}, "max_frames": max_frames if node.is_source else 0,
                 "inbox": addresses[node.id, r]["inbox"] if node.inputs else None,
                 "back": addresses[node.id, r]["back"] if any(outputs.values()) else None,
                 "inputs": inputs, "outputs": outputs, "pool_slots": _pool_slots(spec, node.id),
                 "max_pool_bytes": MAX_POOL_BYTES, "state_file": f"{run_dir}/{node.id}.{r}.state",
-                "cpus": node.cpus,
+                "cpus": node.cpus, "machine": node.machine,
+                "security": keys.worker_config(node.machine) if keys else None,
             }
             instances.append(Instance(node.id, r, config))
     return instances

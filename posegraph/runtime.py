@@ -28,6 +28,7 @@ import zmq
 from . import wire
 from .metrics import Ring, rss_mb
 from .node import EndOfStream
+from .security import configure_socket, start_authenticator
 from .shm import MIN_SHM_BYTES, PoolReader, SlotPool
 
 METRICS_PERIOD = 1.0
@@ -50,11 +51,23 @@ class Context:
         self.replica = config["replica"]
         self.replicas = config["replicas"]
         self.stream = config["stream"]
+        # stream id -> name of the source node that starts it, for every stream reaching this node
+        self.stream_names = {int(k): v for k, v in config.get("stream_names", {}).items()}
         self.seq = 0
         self.capture_ns = 0
         self.resume_seq = 0
         self.counters: dict[str, int] = {}
         self.wired_inputs = frozenset(config["inputs"])  # for kinds whose inputs are optional
+
+    @property
+    def stream_name(self) -> str:
+        """Name of the current packet's stream: the id of the source node that made it."""
+        return self.stream_names.get(self.stream, str(self.stream))
+
+    @property
+    def multi_stream(self) -> bool:
+        """True when packets of more than one stream reach this node (sinks then write one output each)."""
+        return len(self.stream_names) > 1
 
     def alloc(self, port: str, shape, dtype=np.uint8, name: str = "") -> np.ndarray:
         """A writable array for an output, backed by shared memory when consumers share it.
@@ -106,7 +119,7 @@ class InLink:
         self.policy = spec["policy"]
         self.size = spec["size"]
         self.producers = back_sockets  # one back socket per producer replica
-        self.shm = True
+        self.shm = spec.get("shm", True)  # False: another machine's packets; slot references are refused
 
 
 class OutLink:
@@ -158,6 +171,12 @@ class Runtime:
         self.acks: dict[object, list] = {}  # producer back socket -> acks not sent yet
         # metrics
         self.frames_in = self.frames_out = self.drops = self.bad = self.lost = 0
+        self.stream_out: dict[int, int] = {}  # frames processed per stream
+        self.next_out: dict[int, int] = {}    # stream -> one past the last seq emitted (for SYNC)
+        self.done_below: dict[int, int] = {}  # stream -> seqs below were finished by an earlier incarnation
+        self.sync: dict[int, dict] = {}       # in-link -> stream -> producer replica -> first seq not released
+        self.peers: dict[str, list] = {}      # remote endpoint -> [label, state]
+        self.monitors: list = []
         self.t_first = self.t_last = 0.0
         self.proc = Ring()
         self.lat = Ring()
@@ -181,8 +200,9 @@ class Runtime:
             os.close(fd)
         return np.frombuffer(self._state_map, dtype=np.int64)
 
-    def _socket(self, kind, address: str, bind: bool):
+    def _socket(self, kind, address: str, bind: bool, server_key: str | None = None, peer: str | None = None):
         sock = self.zctx.socket(kind)
+        configure_socket(sock, address, bind, self.config.get("security"), server_key)
         # what was sent before close (EOS, the last acks) must still reach a live peer
         sock.setsockopt(zmq.LINGER, 1000 if kind == zmq.PUSH else 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 20)
@@ -191,23 +211,49 @@ class Runtime:
             sock.setsockopt(zmq.SNDHWM, SEND_HWM)
         else:
             sock.setsockopt(zmq.RCVHWM, SEND_HWM)
+        if peer is not None:  # a node on another machine: watch the connection for the live table
+            self.peers[address] = [peer, "waiting"]
+            monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                              | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            self.monitors.append((monitor, address))
         (sock.bind if bind else sock.connect)(address)
         return sock
 
+    def _watch_peers(self) -> None:
+        from zmq.utils.monitor import parse_monitor_message
+
+        states = {zmq.EVENT_HANDSHAKE_SUCCEEDED: "connected", zmq.EVENT_DISCONNECTED: "disconnected",
+                  zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused: key not accepted",
+                  zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed", zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed"}
+        for monitor, address in self.monitors:
+            while True:
+                try:
+                    event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+                if event["event"] in states:
+                    self.peers[address][1] = states[event["event"]]
+
     def _setup_sockets(self) -> None:
         cfg = self.config
+        binds_tcp = any(str(cfg.get(k) or "").startswith("tcp://") for k in ("inbox", "back"))
+        self.auth = start_authenticator(self.zctx, cfg.get("security")) if binds_tcp else None  # before any bind
+        here = cfg.get("machine")
         self.control = self._socket(zmq.PUSH, cfg["control"], bind=False)
         self.inbox = self._socket(zmq.PULL, cfg["inbox"], bind=True) if cfg["inbox"] else None
         self.back = self._socket(zmq.PULL, cfg["back"], bind=True) if cfg["back"] else None
         back_sockets: dict[str, object] = {}
         self.in_links: dict[int, InLink] = {}
-        for port, spec in cfg["inputs"].items():
-            socks = []
-            for address in spec["producers"]:
-                if address not in back_sockets:
-                    back_sockets[address] = self._socket(zmq.PUSH, address, bind=False)
-                socks.append(back_sockets[address])
-            self.in_links[spec["link"]] = InLink(port, spec, socks)
+        for port, specs in cfg["inputs"].items():
+            for spec in specs:
+                socks = []
+                for r, address in enumerate(spec["producers"]):
+                    if address not in back_sockets:
+                        remote = spec.get("machine") != here
+                        back_sockets[address] = self._socket(zmq.PUSH, address, bind=False, server_key=spec.get("server_key"),
+                                                             peer=f"{spec['machine']}: {spec['producer']}.{r}" if remote else None)
+                    socks.append(back_sockets[address])
+                self.in_links[spec["link"]] = InLink(port, spec, socks)
         self.producer_backs = list(back_sockets.values())
         self.out_links: dict[int, OutLink] = {}
         self.links_by_port: dict[str, list[OutLink]] = {}
@@ -217,7 +263,9 @@ class Runtime:
             self.links_by_port[port] = []
             for spec in specs:
                 if spec["inbox"] not in inboxes:
-                    inboxes[spec["inbox"]] = self._socket(zmq.PUSH, spec["inbox"], bind=False)
+                    remote = spec.get("machine") != here
+                    inboxes[spec["inbox"]] = self._socket(zmq.PUSH, spec["inbox"], bind=False, server_key=spec.get("server_key"),
+                                                          peer=f"{spec['machine']}: {spec['consumer']}" if remote else None)
                 link = OutLink(port, spec, inboxes[spec["inbox"]])
                 self.out_links[link.id] = link
                 self.links_by_port[port].append(link)
@@ -250,6 +298,16 @@ class Runtime:
             self._pump(0.05)
             slot = pool.acquire()
         return slot
+
+    @property
+    def stream_name(self) -> str:
+        """Name of the current packet's stream: the id of the source node that made it."""
+        return self.stream_names.get(self.stream, str(self.stream))
+
+    @property
+    def multi_stream(self) -> bool:
+        """True when packets of more than one stream reach this node (sinks then write one output each)."""
+        return len(self.stream_names) > 1
 
     def alloc(self, port: str, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
         if port not in self.links_by_port:
@@ -298,6 +356,7 @@ class Runtime:
             restarted = link.consumer_inc is not None and link.consumer_inc != incarnation
             link.consumer_inc = incarnation
             link.ready = True
+            self._send_sync(link)
             if restarted:  # the consumer lost what it held: send it all again, in order
                 link.unconsumed = len(link.outstanding)
                 for entry in link.outstanding.values():
@@ -305,6 +364,25 @@ class Runtime:
                     self._send(link, entry.frames)
                 for frames in link.eos.values():
                     self._send(link, frames)
+
+    def _send_sync(self, link: OutLink) -> None:
+        """Tell a (re)started consumer, per stream, the first seq not yet released on this
+        link: everything before it is done downstream, so it must neither wait for those
+        seqs nor redo them. A consumer on a restarted machine starts with no state, and
+        this is how it learns where the stream stands."""
+        first: dict[int, int] = {}
+        for stream, seq in link.outstanding:
+            if seq < first.get(stream, seq + 1):
+                first[stream] = seq
+        for stream, seq in self.next_out.items():
+            first.setdefault(stream, seq)
+        for stream, seq in self.done_below.items():
+            first.setdefault(stream, seq)
+        for stream, seq in first.items():
+            self._send_sync_one(link, stream, seq)
+
+    def _send_sync_one(self, link: OutLink, stream: int, seq: int) -> None:
+        self._send(link, [wire.pack({"k": wire.KIND_SYNC, "e": link.id, "f": self.replica, "i": self.inc, "s": stream, "q": seq})])
 
     def _on_ack(self, link_id: int, stream: int, seq: int, flags: int, producer_inc: int) -> None:
         link = self.out_links.get(link_id)
@@ -405,6 +483,9 @@ class Runtime:
         credit on a later link serves acknowledgements, and a release that arrived for an
         earlier packet must find its count.
         """
+        if stream not in self.next_out and self.done_below.get(stream):
+            for link in self.out_links.values():  # joined mid-stream: consumers that said hello
+                self._send_sync_one(link, stream, self.done_below[stream])  # before now must skip what is done
         for port, links in self.links_by_port.items():
             value = None if flags_all else results.get(port)
             bare, arrays, meta = wire.split_value(value)
@@ -434,6 +515,7 @@ class Runtime:
         for _, pool, slot in list(self.allocated.values()):
             pool.release(slot)  # the node's own hold; links keep theirs
         self.allocated.clear()
+        self.next_out[stream] = seq + 1  # only now: a SYNC sent while waiting above must not claim this seq
 
     def _emit_eos(self, stream: int, end_seq: int) -> None:
         for link in self.out_links.values():
@@ -460,7 +542,13 @@ class Runtime:
                       "drops": self.drops, "bad": self.bad, "lost": self.lost,
                       "proc": self.proc.percentiles(), "lat": self.lat.percentiles(),
                       "rss_mb": rss_mb(), "t_first": self.t_first, "t_last": self.t_last,
-                      "counters": self.ctx.counters, "progress": self.progress})
+                      "counters": self.ctx.counters, "progress": self.progress,
+                      "streams": {str(s): n for s, n in self.stream_out.items()}, "peers": self._peer_states()})
+
+    def _peer_states(self) -> dict:
+        if self.monitors:
+            self._watch_peers()
+        return {label: state for label, state in self.peers.values()}
 
     def graph_fps(self) -> dict[str, float]:
         fps, read_at = self._graph_fps
@@ -488,11 +576,18 @@ class Runtime:
         self.t_last = time.time()
         self.proc.add((end - start) * 1000.0)
         self.frames_out += 1
+        self.stream_out[stream] = self.stream_out.get(stream, 0) + 1
         return results
 
     # ----- the two loops: sources and everything else ------------------------------------
     def run(self) -> int:
-        self._setup_sockets()
+        try:
+            self._setup_sockets()
+        except zmq.ZMQError as exc:  # e.g. the port is taken: say which, do not crash-loop
+            self._report({"t": "error", "phase": "open", "exc": "NodeOpenError", "field": "port",
+                          "msg": f"cannot set up its sockets: {exc}"})
+            self._teardown()
+            return 3
         try:
             self.node.open(self.ctx)
         except Exception as exc:
@@ -650,6 +745,9 @@ class Runtime:
         if kind == wire.KIND_EOS:
             self._on_eos(link, header)
             return
+        if kind == wire.KIND_SYNC:
+            self._on_sync(link, header)
+            return
         arrays, refs = [], []
         inline = iter(frames[1:])
         for spec in header["a"]:
@@ -659,6 +757,8 @@ class Runtime:
                     raise wire.WireError("fewer buffers than the header lists")
                 array = wire.inline_array(spec, frame.buffer)
             else:
+                if not link.shm:
+                    raise wire.WireError("a slot reference on a link from another machine")
                 array = self.reader.view(spec[3], spec[1], spec[2])
                 refs.append((array, spec[3]))
             arrays.append((spec[0], array))
@@ -685,12 +785,73 @@ class Runtime:
             buffer[seq] = rec
             return
         self._deliver(port, rec)
-        expected += self.replicas
+        self.next_seq[port][stream] = expected + self.replicas
+        self._advance(port, stream)
+
+    def _advance(self, port: str, stream: int) -> None:
+        """Deliver what the reorder buffer holds in order, stepping over seqs known done."""
+        expected = self._next_expected(port, stream)
         buffer = self.reorder[port].get(stream)
-        while buffer and expected in buffer:
-            self._deliver(port, buffer.pop(expected))
+        while True:
+            if self.sync and self._known_done(stream, expected):
+                if buffer and expected in buffer:
+                    self._ack_inputs([buffer.pop(expected)], wire.ACK_CONSUMED | wire.ACK_RELEASED)
+            elif buffer and expected in buffer:
+                self._deliver(port, buffer.pop(expected))
+            else:
+                break
             expected += self.replicas
         self.next_seq[port][stream] = expected
+
+    def _known_done(self, stream: int, seq: int) -> bool:
+        """A producer said this seq was released: an earlier incarnation finished it."""
+        for link_id, streams in self.sync.items():
+            firsts = streams.get(stream)
+            if firsts:
+                first = firsts.get(seq % len(self.in_links[link_id].producers))
+                if first is not None and seq < first:
+                    return True
+        return False
+
+    def _on_sync(self, link: InLink, header: dict) -> None:
+        stream = header["s"]
+        if stream not in self.config["streams"]:
+            raise wire.WireError("sync for a stream that does not reach this node")
+        firsts = self.sync.setdefault(link.id, {}).setdefault(stream, {})
+        firsts[header["f"]] = max(firsts.get(header["f"], 0), header["q"])
+        for port in self.ports:
+            self._advance(port, stream)
+        self._next_fire(stream)
+
+    def _next_fire(self, stream: int) -> int:
+        """The seq of `stream` to fire next, past any that are known done (dropped unseen)."""
+        seq = self.next_fire.get(stream)
+        if seq is None:
+            seq = self._first_seq(stream)
+        skipped = False
+        while self.sync and self._known_done(stream, seq):
+            self._discard_key((stream, seq))
+            seq += self.replicas
+            skipped = True
+        if skipped and stream not in self.next_out:  # a fresh node joining mid-stream: tell consumers too
+            self.done_below[stream] = seq
+        self.next_fire[stream] = seq
+        entry = self.keys.get((stream, seq))
+        if entry is not None and (stream, seq) not in self.ready and ((stream, seq) in self.doomed or len(entry) == len(self.ports)):
+            self.ready.append((stream, seq))
+        return seq
+
+    def _discard_key(self, key) -> None:
+        """Forget a key an earlier incarnation finished: its packets are duplicates."""
+        entry = self.keys.pop(key, None)
+        if entry is None:
+            return
+        for port in entry:
+            if key in self.waiting[port]:
+                self.waiting[port].remove(key)
+        self.doomed.discard(key)
+        self.dropped.pop(key, None)
+        self._release_held(key, list(entry.values()))
 
     def _deliver(self, port: str, rec: Received) -> None:
         key = (rec.stream, rec.seq)
@@ -722,7 +883,9 @@ class Runtime:
         packets in order: a consumer's credits never fill up with packets it must hold
         back for an earlier one, which would deadlock a `block` link."""
         stream, seq = key
-        if seq == self.next_fire.setdefault(stream, self._first_seq(stream)):
+        if stream not in self.next_fire:
+            self._next_fire(stream)  # appends key to `ready` when it is the one
+        elif seq == self.next_fire[stream] and key not in self.ready:
             self.ready.append(key)
 
     def _fire(self, key) -> None:
@@ -735,11 +898,8 @@ class Runtime:
         else:
             self._process_key(key)
         stream, seq = key
-        following = (stream, seq + self.replicas)
-        self.next_fire[stream] = following[1]
-        entry = self.keys.get(following)
-        if entry is not None and (following in self.doomed or len(entry) == len(self.ports)):
-            self.ready.append(following)
+        self.next_fire[stream] = seq + self.replicas
+        self._next_fire(stream)
 
     def _release_held(self, key, recs) -> None:
         held = self.holding.get(key, [])
@@ -847,6 +1007,10 @@ class Runtime:
         for pool in self.pools.values():
             pool.close()
         self.reader.close()
+        for monitor, _ in self.monitors:
+            monitor.close(0)
+        if getattr(self, "auth", None) is not None:
+            self.auth.stop()
         self.zctx.destroy()  # each socket's own linger: PUSH sockets flush, PULL ones do not wait
 
 

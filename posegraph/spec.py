@@ -17,8 +17,9 @@ import yaml
 from .kinds import KindError, did_you_mean, resolve_kind
 from .node import Node
 
-GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port"}
-NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus"}
+GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port", "machines", "security"}
+NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus",
+               "machine"}
 QUEUE_FIELDS = {"size", "policy"}
 POLICIES = ("block", "latest")
 RESTARTS = ("on-failure", "never")
@@ -72,9 +73,10 @@ def _line(mapping: Any, key: str | None = None) -> int | None:
 
 @dataclass
 class InputSpec:
+    """One input port. Several producers may feed it (one per stream, e.g. four cameras
+    into one pose node): `sources` lists (producer id, producer port) in file order."""
     port: str
-    producer: str
-    producer_port: str
+    sources: list[tuple[str, str]]
     policy: str = "block"
     size: int = 4
 
@@ -92,6 +94,7 @@ class NodeSpec:
     transport: str = "ipc"
     port: int | None = None
     cpus: list[int] | None = None
+    machine: str | None = None
     line: int | None = None
 
     @property
@@ -109,13 +112,15 @@ class GraphSpec:
     host: str = "127.0.0.1"
     base_port: int = 5550
     streams: dict[str, int] = field(default_factory=dict)  # source id -> stream id
+    machines: list[str] = field(default_factory=list)  # names only; addresses live in an inventory
+    security: dict | None = None  # None: not set; {"mode": "none"} or {"mode": "curve", "dir": path}
 
     def topological_order(self) -> list[str]:
         return list(nx.topological_sort(self.graph))
 
     def consumers(self, node_id: str) -> list[tuple[str, InputSpec]]:
         """(consumer id, input) for every input wired to an output of node_id, in file order."""
-        return [(n.id, i) for n in self.nodes.values() for i in n.inputs.values() if i.producer == node_id]
+        return [(n.id, i) for n in self.nodes.values() for i in n.inputs.values() if any(p == node_id for p, _ in i.sources)]
 
     def streams_reaching(self, node_id: str) -> list[int]:
         sources = [n for n in nx.ancestors(self.graph, node_id) | {node_id} if self.nodes[n].is_source]
@@ -169,6 +174,8 @@ def build_spec(doc: Any, file: str, base_dir: Path, overrides: list[str]) -> Gra
     host = doc.get("host", "127.0.0.1")
     if not isinstance(host, str):
         raise SpecError(f"host must be a string address, got {host!r}", file, _line(doc, "host"))
+    machines = _machines(doc, file)
+    security = _security(doc, file, base_dir)
 
     raw_by_id: dict[str, Any] = {}
     nodes: dict[str, NodeSpec] = {}
@@ -183,17 +190,51 @@ def build_spec(doc: Any, file: str, base_dir: Path, overrides: list[str]) -> Gra
         if node_id in raw_by_id:
             raise SpecError(f"duplicate id (first defined on line {_line(raw_by_id[node_id], 'id')})", file, _line(raw, "id"), node_id, "id")
         raw_by_id[node_id] = raw
-        nodes[node_id] = _build_node(raw, node_id, file, base_dir, transport)
+        nodes[node_id] = _build_node(raw, node_id, file, base_dir, transport, machines)
 
     _apply_overrides(nodes, raw_by_id, overrides, file)
     spec = GraphSpec(name=str(doc.get("name", Path(file).stem)), path=file, nodes=nodes, graph=nx.MultiDiGraph(),
-                     transport=transport, host=host, base_port=base_port)
-    _wire(spec, raw_by_id, file)
+                     transport=transport, host=host, base_port=base_port, machines=machines, security=security)
     spec.streams = {n.id: i for i, n in enumerate(x for x in nodes.values() if x.is_source)}
+    _wire(spec, raw_by_id, file)
     return spec
 
 
-def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transport: str) -> NodeSpec:
+def _machines(doc: dict, file: str) -> list[str]:
+    """`machines: [edge, gpu]`: names only, so the graph file never holds an address."""
+    machines = doc.get("machines")
+    if machines is None:
+        return []
+    line = _line(doc, "machines")
+    if not isinstance(machines, list) or not machines:
+        raise SpecError("machines must be a non-empty list of names, e.g. [edge, gpu] (addresses go in --hosts)", file, line, None, "machines")
+    for name in machines:
+        if not isinstance(name, str) or not ID_PATTERN.match(name):
+            raise SpecError(f"machine name {name!r} must start with a letter and hold only letters, digits, '_' or '-'"
+                            + (" (addresses belong in the --hosts inventory, not the graph)" if isinstance(name, str) and any(c in name for c in ".:") else ""),
+                            file, line, None, "machines")
+    if len(set(machines)) != len(machines):
+        raise SpecError(f"machines lists a name twice: {machines}", file, line, None, "machines")
+    return list(machines)
+
+
+def _security(doc: dict, file: str, base_dir: Path) -> dict | None:
+    """`security: none` or `security: {curve: KEYS_DIR}` (made by `runner.py keys KEYS_DIR`)."""
+    if "security" not in doc:
+        return None
+    value = doc["security"]
+    line = _line(doc, "security")
+    if value is None or value == "none" or value is False:
+        return {"mode": "none"}
+    if isinstance(value, dict) and set(value) == {"curve"} and isinstance(value["curve"], str) and value["curve"]:
+        folder = Path(os.path.expanduser(value["curve"]))
+        if not folder.is_absolute() and not folder.exists() and (base_dir / folder).exists():
+            folder = base_dir / folder  # relative to the graph file when not found from here
+        return {"mode": "curve", "dir": str(folder)}
+    raise SpecError(f"security must be `none` or {{curve: KEYS_DIR}}, got {value!r}", file, line, None, "security")
+
+
+def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transport: str, machines: list[str]) -> NodeSpec:
     for key in raw:
         if key not in NODE_FIELDS:
             raise SpecError(f"unknown field{did_you_mean(str(key), NODE_FIELDS)}", file, _line(raw, key), node_id, str(key))
@@ -242,8 +283,16 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
             raise SpecError(f"cpus must be a non-empty list of CPU numbers in 0..{count - 1}, or -1 for the last one "
                             f"(this machine has {count}), got {cpus!r}", file, _line(raw, "cpus"), node_id, "cpus")
         cpus = sorted({c % count for c in cpus})  # -1: the last CPU, whatever the machine
+    machine = raw.get("machine")
+    if machine is not None and not machines:
+        raise SpecError("machine is set but the graph declares no `machines: [...]` list", file, _line(raw, "machine"), node_id, "machine")
+    if machine is not None and machine not in machines:
+        raise SpecError(f"unknown machine {machine!r}{did_you_mean(str(machine), machines)}; the graph's machines: {', '.join(machines)}",
+                        file, _line(raw, "machine"), node_id, "machine")
+    if machines and machine is None:
+        machine = machines[0]  # unplaced nodes run on the first machine listed
     return NodeSpec(id=node_id, uses=uses, kind=kind, params=params, inputs={}, replicas=replicas, restart=restart,
-                    max_restarts=max_restarts, transport=transport, port=port, cpus=cpus, line=_line(raw))
+                    max_restarts=max_restarts, transport=transport, port=port, cpus=cpus, machine=machine, line=_line(raw))
 
 
 def _check_param(kind: type[Node], node_id: str, name: Any, value: Any, file: str, line: int | None) -> Any:
@@ -284,24 +333,31 @@ def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
         queue_raw = raw.get("queue") or {}
         if not isinstance(queue_raw, dict):
             raise SpecError("queue must be a mapping of port: {size, policy}", file, _line(raw, "queue"), node_id, "queue")
-        for port, ref in inputs_raw.items():
+        for port, refs in inputs_raw.items():
             line = _line(inputs_raw, port)
             if port not in kind.INPUTS:
                 known = ", ".join(kind.INPUTS) or "none"
                 raise SpecError(f"kind '{node.uses}' has no input port '{port}'{did_you_mean(str(port), kind.INPUTS)}; inputs: {known}", file, line, node_id, f"inputs.{port}")
-            if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
-                raise SpecError(f"{ref!r} must be producer_id/output_port", file, line, node_id, f"inputs.{port}")
-            producer, producer_port = ref.split("/")
-            if producer not in spec.nodes:
-                raise SpecError(f"wired to '{ref}' but there is no node '{producer}'{did_you_mean(producer, spec.nodes)}", file, line, node_id, f"inputs.{port}")
-            pkind = spec.nodes[producer].kind
-            if producer_port not in pkind.OUTPUTS:
-                known = ", ".join(pkind.OUTPUTS) or "none"
-                raise SpecError(f"node '{producer}' ({spec.nodes[producer].uses}) has no output port '{producer_port}'{did_you_mean(producer_port, pkind.OUTPUTS)}; outputs: {known}", file, line, node_id, f"inputs.{port}")
-            if producer == node_id:
-                raise SpecError("a node cannot take its own output as input (cycle)", file, line, node_id, f"inputs.{port}")
-            node.inputs[port] = InputSpec(port, producer, producer_port)
-            graph.add_edge(producer, node_id, key=port, producer_port=producer_port)
+            if isinstance(refs, list) and not refs:
+                raise SpecError("an empty list; give producer_id/output_port or a list of them (one per stream)", file, line, node_id, f"inputs.{port}")
+            sources = []
+            for ref in refs if isinstance(refs, list) else [refs]:
+                if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+                    raise SpecError(f"{ref!r} must be producer_id/output_port (or a list of them)", file, line, node_id, f"inputs.{port}")
+                producer, producer_port = ref.split("/")
+                if producer not in spec.nodes:
+                    raise SpecError(f"wired to '{ref}' but there is no node '{producer}'{did_you_mean(producer, spec.nodes)}", file, line, node_id, f"inputs.{port}")
+                pkind = spec.nodes[producer].kind
+                if producer_port not in pkind.OUTPUTS:
+                    known = ", ".join(pkind.OUTPUTS) or "none"
+                    raise SpecError(f"node '{producer}' ({spec.nodes[producer].uses}) has no output port '{producer_port}'{did_you_mean(producer_port, pkind.OUTPUTS)}; outputs: {known}", file, line, node_id, f"inputs.{port}")
+                if producer == node_id:
+                    raise SpecError("a node cannot take its own output as input (cycle)", file, line, node_id, f"inputs.{port}")
+                if any(p == producer for p, _ in sources):
+                    raise SpecError(f"'{producer}' is listed twice", file, line, node_id, f"inputs.{port}")
+                sources.append((producer, producer_port))
+                graph.add_edge(producer, node_id, key=port, producer_port=producer_port)
+            node.inputs[port] = InputSpec(port, sources)
         for port, q in queue_raw.items():
             line = _line(queue_raw, port)
             if port not in node.inputs:
@@ -326,8 +382,34 @@ def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
+        _check_streams(spec, raw_by_id, file)
         return
     path = " -> ".join([e[0] for e in cycle] + [cycle[-1][1]])
     first = cycle[-1][1]
     raw = raw_by_id[first]
     raise SpecError(f"the graph has a cycle: {path}", file, _line(raw, "inputs"), first, "inputs")
+
+
+def _check_streams(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
+    """A join fires per (stream, seq), so every input of a node must carry the same
+    streams, and the producers merged on one port must carry different ones."""
+    names = {sid: name for name, sid in spec.streams.items()}
+    for node_id, node in spec.nodes.items():
+        inputs_raw = raw_by_id[node_id].get("inputs") or {}
+        carried = {}
+        for port, inp in node.inputs.items():
+            seen: dict[int, str] = {}
+            for producer, _ in inp.sources:
+                for sid in spec.streams_reaching(producer):
+                    if sid in seen:
+                        raise SpecError(f"'{seen[sid]}' and '{producer}' both carry stream '{names[sid]}'; producers merged on one "
+                                        "port must carry different streams", file, _line(inputs_raw, port), node_id, f"inputs.{port}")
+                    seen[sid] = producer
+            carried[port] = set(seen)
+        ports = list(carried)
+        for port in ports[1:]:
+            if carried[port] != carried[ports[0]]:
+                only = sorted(names[s] for s in carried[port] ^ carried[ports[0]])
+                raise SpecError(f"inputs '{ports[0]}' and '{port}' carry different streams (only one has {', '.join(only)}); "
+                                "every input of a node must carry the same streams, or its joins never complete",
+                                file, _line(inputs_raw, port), node_id, f"inputs.{port}")

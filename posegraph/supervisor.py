@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -67,8 +68,12 @@ def _describe_exit(code: int) -> str:
 
 class Supervisor:
     def __init__(self, spec: GraphSpec, max_frames: int = 0, duration: float | None = None,
-                 metrics_path: str | None = None, live: bool | None = None, out=sys.stderr):
+                 metrics_path: str | None = None, live: bool | None = None, out=sys.stderr,
+                 machine: str | None = None, inventory: dict[str, str] | None = None, keys=None):
         self.spec = spec
+        self.machine = machine      # None: the whole graph on this computer
+        self.inventory = inventory  # machine -> address, for a multi-machine run
+        self.keys = keys
         self.max_frames = max_frames
         self.duration = duration
         self.metrics_path = metrics_path
@@ -96,16 +101,21 @@ class Supervisor:
         self.control = self.zctx.socket(zmq.PULL)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.bind(control)
-        instances = build_plan(self.spec, self.run_id, self.run_dir, control, self.max_frames)
+        instances = build_plan(self.spec, self.run_id, self.run_dir, control, self.max_frames,
+                               self.inventory if self.machine else None, self.keys)
+        if self.machine:
+            instances = [i for i in instances if self.spec.nodes[i.node].machine == self.machine]
         base_dir = str(Path(self.spec.path).resolve().parent)
         self.procs: dict[tuple[str, int], Proc] = {}
+        # unique across runs, so the peers of a restarted machine see new incarnations and resend
+        first_incarnation = secrets.randbelow(1 << 19) << 10
         order = {n: i for i, n in enumerate(self.spec.topological_order())}
         for inst in sorted(instances, key=lambda i: -order[i.node]):  # consumers first
             inst.config.update(runner_pid=os.getpid(), base_dir=base_dir)
             path = os.path.join(self.run_dir, f"{inst.name}.json")
             Path(path).write_text(json.dumps(inst.config))
             node = self.spec.nodes[inst.node]
-            proc = Proc(inst, path, node.max_restarts, node.restart)
+            proc = Proc(inst, path, node.max_restarts, node.restart, incarnation=first_incarnation)
             self.procs[inst.node, inst.replica] = proc
             self._spawn(proc)
         self.started_at = time.monotonic()
@@ -189,22 +199,31 @@ class Supervisor:
                   file=self.out, flush=True)
 
     # ----- metrics ---------------------------------------------------------------------------
+    def local_nodes(self) -> list[str]:
+        return [n for n, node in self.spec.nodes.items() if self.machine is None or node.machine == self.machine]
+
+    def stream_names(self) -> dict[str, str]:
+        return {str(sid): name for name, sid in self.spec.streams.items()}
+
     def node_metrics(self) -> dict:
         nodes = {}
-        for node_id in self.spec.nodes:
+        names = self.stream_names()
+        for node_id in self.local_nodes():
             procs = [p for p in self.procs.values() if p.instance.node == node_id]
             reports = []
             for p in procs:
                 for inc, report in p.reports.items():
                     reports.append(dict(report, live=(inc == p.incarnation)))
             nodes[node_id] = summarise(reports, sum(p.restarts for p in procs))
+            nodes[node_id]["streams"] = {names.get(k, k): v for k, v in nodes[node_id]["streams"].items()}
         return nodes
 
     def _table(self):
         from rich.table import Table
 
         elapsed = time.monotonic() - (self.ready_at or self.started_at)
-        table = Table(title=f"{self.spec.name}  {elapsed:.0f} s   (ms: p50/p95; latency since capture; MB resident)",
+        where = f"  machine {self.machine}" if self.machine else ""
+        table = Table(title=f"{self.spec.name}{where}  {elapsed:.0f} s   (ms: p50/p95; latency since capture; MB resident)",
                       title_justify="left")
         for col in ("node", "kind", "x", "in", "out", "fps", "proc ms", "latency ms", "drops", "restarts", "MB", "state"):
             table.add_column(col, justify="left" if col in ("node", "kind", "state") else "right")
@@ -212,15 +231,44 @@ class Supervisor:
         def ms(a, b):
             return "-" if a is None else f"{a:.1f}/{b:.1f}"
 
-        for node_id, m in self.node_metrics().items():
+        metrics = self.node_metrics()
+        multi = len(self.spec.streams) > 1
+        if multi:
+            table.add_column("frames per stream", justify="left")
+        for node_id, m in metrics.items():
             procs = [p for p in self.procs.values() if p.instance.node == node_id]
             state = "done" if all(p.done for p in procs) else "restarting" if any(p.restart_at for p in procs) else \
                 "running" if all(p.ready for p in procs) else "starting"
             running = any(not p.exited for p in procs)
             table.add_row(node_id, self.spec.nodes[node_id].uses, str(len(procs)), str(m["frames_in"]), str(m["frames_out"]),
                           f"{m['fps_now'] if running else m['fps']:.1f}", ms(m["proc_ms_p50"], m["proc_ms_p95"]), ms(m["latency_ms_p50"], m["latency_ms_p95"]),
-                          str(m["drops"]), str(m["restarts"]), f"{m['rss_mb']:.0f}", state)
-        return table
+                          str(m["drops"]), str(m["restarts"]), f"{m['rss_mb']:.0f}", state,
+                          *([" ".join(f"{k} {v}" for k, v in sorted(m["streams"].items()))] if multi else []))
+        peers = self.peer_states(metrics)
+        if not peers:
+            return table
+        from rich.console import Group
+
+        peer_table = Table(title="peers on other machines", title_justify="left")
+        for col in ("node", "peer", "state"):
+            peer_table.add_column(col)
+        for (node_id, peer), state in sorted(peers.items()):
+            peer_table.add_row(node_id, peer, state)
+        return Group(table, peer_table)
+
+    def peer_states(self, metrics: dict | None = None) -> dict[tuple[str, str], str]:
+        """(local node, "machine: remote node") -> its connection state, from the nodes' monitors."""
+        metrics = metrics if metrics is not None else self.node_metrics()
+        return {(n, peer): state for n, m in metrics.items() for peer, state in m["peers"].items()}
+
+    def _announce_peers(self) -> None:
+        """Without a live table, print each change of a peer's connection state once."""
+        seen = getattr(self, "_peer_seen", {})
+        for (node_id, peer), state in self.peer_states().items():
+            if seen.get((node_id, peer)) != state:
+                print(f"peer: {node_id} -> {peer}: {state}", file=self.out, flush=True)
+                seen[node_id, peer] = state
+        self._peer_seen = seen
 
     def _progress(self) -> list[tuple[str, int, int | None]]:
         rows = []
@@ -248,7 +296,9 @@ class Supervisor:
                 bars.add_row(name, ProgressBar(total=total or None, completed=done, width=40),
                              f"{done}/{total}" if total else f"{done}")
             live.update(Group(self._table(), bars) if progress else self._table())
-        elif progress and time.monotonic() >= getattr(self, "_next_progress_line", 0.0):
+        else:
+            self._announce_peers()
+        if live is None and progress and time.monotonic() >= getattr(self, "_next_progress_line", 0.0):
             self._next_progress_line = time.monotonic() + 5.0
             text = ", ".join(f"{n} {d}/{t} frames" if t else f"{n} {d} frames" for n, d, t in progress)
             print(f"progress: {text}", file=self.out, flush=True)
@@ -259,7 +309,9 @@ class Supervisor:
         seconds = time.monotonic() - (self.ready_at or self.started_at or time.monotonic())
         nodes = self.node_metrics()
         doc = {"graph": self.spec.name, "seconds": round(seconds, 3),
-               "nodes": {n: {k: m[k] for k in NODE_FIELDS} | {"bad_messages": m["bad_messages"], "lost": m["lost"], "counters": m["counters"]}
+               "machine": self.machine,
+               "nodes": {n: {k: m[k] for k in NODE_FIELDS} | {"bad_messages": m["bad_messages"], "lost": m["lost"], "counters": m["counters"],
+                                                               "streams": m["streams"], "peers": m["peers"]}
                          for n, m in nodes.items()}}
         Path(self.metrics_path).parent.mkdir(parents=True, exist_ok=True)
         Path(self.metrics_path).write_text(json.dumps(doc, indent=2))
@@ -298,7 +350,8 @@ class Supervisor:
                     self.ready_at = now
                     Path(self.run_dir, "go").touch()  # sources start only once every node is open
                     if not self.live:
-                        print(f"graph '{self.spec.name}' running: {len(self.procs)} processes", file=self.out, flush=True)
+                        where = f" on machine '{self.machine}'" if self.machine else ""
+                        print(f"graph '{self.spec.name}' running{where}: {len(self.procs)} processes", file=self.out, flush=True)
                 if all(p.exited and p.restart_at is None for p in self.procs.values()):
                     break
                 if self.duration is not None and self.ready_at and now - self.ready_at >= self.duration:

@@ -17,6 +17,7 @@ import numpy as np
 KIND_DATA = "d"       # a packet for (stream, seq)
 KIND_EOS = "e"        # end of a stream from one producer instance
 KIND_ANNOUNCE = "a"   # a producer instance (re)started: consumers answer with hello
+KIND_SYNC = "y"       # producer -> a consumer that said hello: the first seq of a stream not yet released
 
 FLAG_EMPTY = 1        # the producer had nothing for this seq (e.g. no person found)
 FLAG_DROPPED = 2      # the seq was dropped upstream (a `latest` queue overflowed)
@@ -106,11 +107,11 @@ def decode_header(raw: bytes | memoryview) -> dict:
         for name, high in _LIMITS[:3]:
             _check_int(header.get(name), name, 0, high)
         return header
-    if kind != KIND_DATA and kind != KIND_EOS:
+    if kind != KIND_DATA and kind != KIND_EOS and kind != KIND_SYNC:
         raise WireError(f"unknown message kind {kind!r}")
     for name, high in _LIMITS:
         _check_int(header.get(name), name, 0, high)
-    if kind == KIND_EOS:
+    if kind != KIND_DATA:
         return header
     _check_int(header.get("t"), "t", 0, 1 << 63)
     _check_int(header.get("x"), "x", 0, FLAG_EMPTY | FLAG_DROPPED)
