@@ -33,6 +33,12 @@ def new_run_id() -> str:
     return secrets.token_hex(6)
 
 
+def _route(node) -> str:
+    """How packets are spread over a node's replicas: a stateful kind keeps each stream in
+    one process (its state follows the stream), a stateless one takes every k-th seq."""
+    return "stream" if node.kind.STATEFUL else "seq"
+
+
 def _neighbours(spec: GraphSpec, node_id: str) -> set[str]:
     return set(spec.graph.predecessors(node_id)) | set(spec.graph.successors(node_id))
 
@@ -99,7 +105,7 @@ def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_fra
             inp = consumer.inputs[cport]
             outputs[pport].append({
                 "link": lid, "consumer": f"{cons}.{cr}", "consumer_port": cport, "replica": cr,
-                "replicas": consumer.replicas, "inbox": addresses[cons, cr]["inbox"],
+                "replicas": consumer.replicas, "inbox": addresses[cons, cr]["inbox"], "route": _route(consumer),
                 "policy": inp.policy, "size": inp.size, "shm": same_memory(node, consumer),
                 "machine": consumer.machine, "server_key": server_key(cons),
             })
@@ -114,11 +120,13 @@ def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_fra
                         "producer": producer_id, "producer_port": producer_port,
                         "producers": [addresses[producer_id, pr]["back"] for pr in range(producer.replicas)],
                         "policy": inp.policy, "size": inp.size, "shm": same_memory(producer, node),
+                        "producer_route": _route(producer),
                         "machine": producer.machine, "server_key": server_key(producer_id),
                     })
             config = {
                 "run_id": run_id, "run_dir": run_dir, "control": control, "graph": spec.path,
                 "node": node.id, "uses": node.uses, "params": node.params, "replica": r, "replicas": node.replicas,
+                "route": _route(node),
                 "is_source": node.is_source, "stream": spec.streams.get(node.id, 0),
                 "streams": spec.streams_reaching(node.id),
                 "stream_names": {str(sid): name for name, sid in spec.streams.items() if sid in spec.streams_reaching(node.id)}, "max_frames": max_frames if node.is_source else 0,

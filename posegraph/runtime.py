@@ -119,7 +119,12 @@ class InLink:
         self.policy = spec["policy"]
         self.size = spec["size"]
         self.producers = back_sockets  # one back socket per producer replica
+        self.producer_by_stream = spec.get("producer_route") == "stream"
         self.shm = spec.get("shm", True)  # False: another machine's packets; slot references are refused
+
+    def producer_of(self, stream: int, seq: int) -> int:
+        """Which producer replica sends (stream, seq) on this link."""
+        return (stream if self.producer_by_stream else seq) % len(self.producers)
 
 
 class OutLink:
@@ -130,6 +135,7 @@ class OutLink:
         self.consumer_port = spec["consumer_port"]
         self.replica = spec["replica"]
         self.replicas = spec["replicas"]
+        self.by_stream = spec.get("route") == "stream"  # a stateful consumer: each replica owns whole streams
         self.policy = spec["policy"]
         self.size = spec["size"]
         self.shm = spec["shm"]
@@ -139,6 +145,12 @@ class OutLink:
         self.outstanding: collections.OrderedDict = collections.OrderedDict()  # (s, q) -> Entry
         self.unconsumed = 0
         self.eos: dict[int, list] = {}  # stream -> frames of the EOS message sent
+
+    def carries(self, stream: int, seq: int) -> bool:
+        """Whether (stream, seq) goes to this link's consumer replica."""
+        if self.replicas == 1:
+            return True
+        return (stream if self.by_stream else seq) % self.replicas == self.replica
 
 
 class Entry:
@@ -157,6 +169,8 @@ class Runtime:
         self.name = f"{config['node']}.{config['replica']}"
         self.replica = config["replica"]
         self.replicas = config["replicas"]
+        # seq-routed replicas see every replicas-th seq of a stream; stream-sharded ones see all of theirs
+        self.stride = 1 if config.get("route") == "stream" else self.replicas
         self.node = node_class(dict(config["params"]))
         self.ctx = Context(self, config)
         self.stop_requested = False
@@ -495,7 +509,7 @@ class Runtime:
             self._current_port = port
             encoded = {}
             for link in links:
-                if link.replicas > 1 and seq % link.replicas != link.replica:
+                if not link.carries(stream, seq):
                     continue
                 self._wait_for_credit(link)
                 if link.shm not in encoded:
@@ -641,7 +655,7 @@ class Runtime:
                 self._pump(0.02)
         while not self.stop_requested and not (limit and seq >= limit):
             for link in self.out_links.values():  # capture only when the frame can go out at once,
-                if link.replicas == 1 or seq % link.replicas == link.replica:  # so its timestamp is fresh
+                if link.carries(stream, seq):  # so its timestamp is fresh
                     self._wait_for_credit(link)
             self.ctx.capture_ns = 0
             try:
@@ -714,7 +728,7 @@ class Runtime:
     def _first_seq(self, stream: int) -> int:
         """Where this instance starts in a stream: where it left off, or its replica's first."""
         done = int(self.state[stream])
-        return done if done else self.replica
+        return done if done else (self.replica if self.stride > 1 else 0)
 
     def _next_expected(self, port: str, stream: int) -> int:
         expected = self.next_seq[port].get(stream)
@@ -776,7 +790,7 @@ class Runtime:
             if not (held and any(r.link == rec.link for r in held)):
                 self._ack_inputs([rec], wire.ACK_CONSUMED | wire.ACK_RELEASED)  # a duplicate after a restart
             return
-        if (seq - expected) % self.replicas:
+        if (seq - expected) % self.stride:
             raise wire.WireError("seq routed to the wrong replica")
         if seq > expected:
             buffer = self.reorder[port].setdefault(stream, {})
@@ -785,7 +799,7 @@ class Runtime:
             buffer[seq] = rec
             return
         self._deliver(port, rec)
-        self.next_seq[port][stream] = expected + self.replicas
+        self.next_seq[port][stream] = expected + self.stride
         self._advance(port, stream)
 
     def _advance(self, port: str, stream: int) -> None:
@@ -800,7 +814,7 @@ class Runtime:
                 self._deliver(port, buffer.pop(expected))
             else:
                 break
-            expected += self.replicas
+            expected += self.stride
         self.next_seq[port][stream] = expected
 
     def _known_done(self, stream: int, seq: int) -> bool:
@@ -808,7 +822,7 @@ class Runtime:
         for link_id, streams in self.sync.items():
             firsts = streams.get(stream)
             if firsts:
-                first = firsts.get(seq % len(self.in_links[link_id].producers))
+                first = firsts.get(self.in_links[link_id].producer_of(stream, seq))
                 if first is not None and seq < first:
                     return True
         return False
@@ -831,7 +845,7 @@ class Runtime:
         skipped = False
         while self.sync and self._known_done(stream, seq):
             self._discard_key((stream, seq))
-            seq += self.replicas
+            seq += self.stride
             skipped = True
         if skipped and stream not in self.next_out:  # a fresh node joining mid-stream: tell consumers too
             self.done_below[stream] = seq
@@ -898,7 +912,7 @@ class Runtime:
         else:
             self._process_key(key)
         stream, seq = key
-        self.next_fire[stream] = seq + self.replicas
+        self.next_fire[stream] = seq + self.stride
         self._next_fire(stream)
 
     def _release_held(self, key, recs) -> None:
@@ -972,7 +986,7 @@ class Runtime:
             self._settle(key)  # drop this call's hold: inputs go when every result is released
         else:
             self._release_held(key, recs)
-        self.state[key[0]] = max(int(self.state[key[0]]), key[1] + self.replicas)
+        self.state[key[0]] = max(int(self.state[key[0]]), key[1] + self.stride)
 
     def _on_eos(self, link: InLink, header: dict) -> None:
         port, stream = link.port, header["s"]

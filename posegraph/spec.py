@@ -260,8 +260,6 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
     replicas = raw.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 64:
         raise SpecError(f"replicas must be an integer in 1..64, got {replicas!r}", file, _line(raw, "replicas"), node_id, "replicas")
-    if replicas > 1 and kind.STATEFUL:
-        raise SpecError(f"kind '{uses}' is stateful (its output depends on earlier frames), so it cannot be replicated", file, _line(raw, "replicas"), node_id, "replicas")
     if replicas > 1 and kind.is_source():
         raise SpecError("a source cannot be replicated", file, _line(raw, "replicas"), node_id, "replicas")
     restart = raw.get("restart", "on-failure")
@@ -407,6 +405,11 @@ def _check_streams(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
                     seen[sid] = producer
             carried[port] = set(seen)
         ports = list(carried)
+        reaching = len(spec.streams_reaching(node_id))
+        if node.kind.STATEFUL and node.replicas > reaching and not node.kind.is_source():
+            raise SpecError(f"kind '{node.uses}' is stateful (its output depends on earlier frames of a stream), so its replicas "
+                            f"are sharded by stream; {reaching} stream(s) reach it, so at most {reaching} replica(s) can work",
+                            file, _line(raw_by_id[node_id], "replicas"), node_id, "replicas")
         for port in ports[1:]:
             if carried[port] != carried[ports[0]]:
                 only = sorted(names[s] for s in carried[port] ^ carried[ports[0]])

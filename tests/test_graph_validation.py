@@ -306,7 +306,7 @@ CASES: dict[str, Case] = {
             inputs: {frame: source/frame}
             replicas: 2
         """),
-        "replicas: 2", "sink", "replicas", ("kind 'null' is stateful", "cannot be replicated")),
+        "replicas: 2", "sink", "replicas", ("kind 'null' is stateful", "sharded by stream", "at most 1 replica")),
     "replicas_on_stateful_synthetic": Case(
         g("""
         name: t
@@ -315,7 +315,7 @@ CASES: dict[str, Case] = {
             uses: synthetic
             replicas: 3
         """),
-        "replicas: 3", "source", "replicas", ("kind 'synthetic' is stateful", "cannot be replicated")),
+        "replicas: 3", "source", "replicas", ("a source cannot be replicated",)),
     "zero_replicas": Case(
         SOURCE + more("""
           - id: hop
@@ -784,14 +784,15 @@ def test_params_that_are_not_a_mapping_are_rejected(tmp_path):
 
 # --- replicas, restart ------------------------------------------------------------------------
 
-def test_stateful_null_sink_cannot_be_replicated(tmp_path):
+def test_stateful_sink_has_no_more_replicas_than_streams_reaching_it(tmp_path):
     err = reject(tmp_path, "replicas_on_stateful_null")
     assert err.line == 9
-    assert err.detail == "kind 'null' is stateful (its output depends on earlier frames), so it cannot be replicated"
+    assert err.detail == ("kind 'null' is stateful (its output depends on earlier frames of a stream), so its replicas are "
+                          "sharded by stream; 1 stream(s) reach it, so at most 1 replica(s) can work")
 
 
-def test_stateful_synthetic_source_cannot_be_replicated(tmp_path):
-    assert reject(tmp_path, "replicas_on_stateful_synthetic").detail.startswith("kind 'synthetic' is stateful")
+def test_a_source_cannot_be_replicated(tmp_path):
+    assert reject(tmp_path, "replicas_on_stateful_synthetic").detail == "a source cannot be replicated"
 
 
 @pytest.mark.parametrize("key, shown", [("zero_replicas", "0"), ("fractional_replicas", "1.5"), ("replicas_as_text", "'two'")])
@@ -844,7 +845,7 @@ def test_input_wired_to_a_sink_says_it_has_no_outputs(tmp_path):
 
 @pytest.mark.parametrize("key, ref", [("reference_without_slash", "source"), ("reference_with_two_slashes", "source/frame/0")])
 def test_malformed_reference_must_be_producer_slash_port(tmp_path, key, ref):
-    assert reject(tmp_path, key).detail == f"{ref!r} must be producer_id/output_port"
+    assert reject(tmp_path, key).detail == f"{ref!r} must be producer_id/output_port (or a list of them)"
 
 
 def test_required_input_wired_to_nothing_points_at_the_node(tmp_path):

@@ -1,0 +1,152 @@
+"""One graph, nodes placed on machines by name, one runner per machine.
+
+Here the three machines are three loopback addresses of this computer (127.0.0.1-3), so
+every link between machines is a real tcp connection between separate runners; the
+network-namespace tests (test_multi_host.py) do the same across real network stacks.
+"""
+import subprocess
+import sys
+import time
+
+import zmq
+
+from conftest import ROOT
+from machine_runs import MachineRun, read_records, wait_for_lines, write_hosts
+
+GRAPH = """
+name: spread
+machines: [edge, gpu, sink]
+base_port: {port}
+nodes:
+  - {{id: source, uses: synthetic, machine: edge, params: {{width: 320, height: 240, count: {count}, fps: {fps}}}}}
+  - {{id: hop1, uses: passthrough, machine: gpu, inputs: {{frame: source/frame}}}}
+  - {{id: hop2, uses: passthrough, machine: gpu, inputs: {{frame: hop1/frame}}}}
+  - {{id: sink, uses: null, machine: sink, params: {{record: {out}}}, inputs: {{frame: hop2/frame}}}}
+"""
+LOOPBACK = {"edge": "127.0.0.1", "gpu": "127.0.0.2", "sink": "127.0.0.3"}
+
+
+def spread_graph(tmp_path, port, count=300, fps=0, name="sink.jsonl", extra=""):
+    graph = tmp_path / "spread.yaml"
+    graph.write_text(GRAPH.format(port=port, count=count, fps=fps, out=tmp_path / name) + extra)
+    return graph
+
+
+def run_cli(*args, timeout=60):
+    return subprocess.run([sys.executable, str(ROOT / "runner.py"), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_three_machines_give_the_single_machine_output_frame_for_frame(tmp_path):
+    graph = spread_graph(tmp_path, 47500, name="spread.jsonl")
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    runs = [MachineRun(tmp_path, graph, m, hosts) for m in ("sink", "edge", "gpu")]
+    codes = [r.wait() for r in runs]
+    assert codes == [0, 0, 0], "\n".join(r.output for r in runs)
+    spread = read_records(tmp_path / "spread.jsonl")
+
+    single_graph = spread_graph(tmp_path, 47500, name="single.jsonl")
+    single = MachineRun(tmp_path, single_graph, None, None)
+    assert single.wait() == 0, single.output
+    assert spread == read_records(tmp_path / "single.jsonl")
+    assert [r["seq"] for r in spread] == list(range(300)) and all(r["stamp_ok"] for r in spread)
+    # each runner ran only its own nodes, and knew its peers (connected, or gone once done)
+    assert set(runs[2].metrics["nodes"]) == {"hop1", "hop2"}
+    assert runs[2].metrics["nodes"]["hop1"]["peers"]["edge: source.0"] in ("connected", "disconnected")
+    assert runs[0].metrics["nodes"]["sink"]["peers"]["gpu: hop2.0"] in ("connected", "disconnected")
+
+
+def test_start_order_does_not_matter_the_middle_machine_may_come_last(tmp_path):
+    graph = spread_graph(tmp_path, 47520, count=100, fps=30)
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    runs = [MachineRun(tmp_path, graph, m, hosts) for m in ("edge", "sink")]
+    time.sleep(2.0)  # edge and sink wait for gpu
+    assert not read_records(tmp_path / "sink.jsonl")
+    runs.append(MachineRun(tmp_path, graph, "gpu", hosts))
+    assert [r.wait() for r in runs] == [0, 0, 0], "\n".join(r.output for r in runs)
+    assert [r["seq"] for r in read_records(tmp_path / "sink.jsonl")] == list(range(100))
+    edge_lines = runs[0].output.splitlines()  # the live state of its peer, as it changed
+    assert edge_lines.index("peer: source -> gpu: hop1.0: waiting") < edge_lines.index("peer: source -> gpu: hop1.0: connected")
+
+
+def test_restarting_the_middle_machine_loses_and_duplicates_no_frame(tmp_path):
+    graph = spread_graph(tmp_path, 47540, count=300, fps=60)
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    runs = [MachineRun(tmp_path, graph, m, hosts) for m in ("sink", "edge")]
+    gpu = MachineRun(tmp_path, graph, "gpu", hosts)
+    wait_for_lines(tmp_path / "sink.jsonl", 80, runs + [gpu])
+    gpu.proc.kill()  # the whole machine's runner goes: its nodes die with it
+    gpu.wait()
+    time.sleep(1.0)
+    assert len(read_records(tmp_path / "sink.jsonl")) < 300  # stopped mid-stream
+    again = MachineRun(tmp_path, graph, "gpu", hosts, tag="-again")
+    assert [r.wait() for r in runs + [again]] == [0, 0, 0], "\n".join(r.output for r in runs + [again])
+    records = read_records(tmp_path / "sink.jsonl")
+    assert [r["seq"] for r in records] == list(range(300))  # every frame exactly once, in order
+    assert all(r["stamp_ok"] for r in records)
+    assert "peer: source -> gpu: hop1.0: disconnected" in runs[1].output
+
+
+def test_check_lists_each_machine_with_its_address_and_nodes(tmp_path):
+    graph = spread_graph(tmp_path, 47560)
+    done = run_cli("check", graph, "--host", "edge=127.0.0.1", "--host", "gpu=127.0.0.2", "--host", "sink=127.0.0.3")
+    assert done.returncode == 0, done.stderr
+    assert "machine gpu at 127.0.0.2: hop1, hop2" in done.stdout
+
+
+def _run_error(*args):
+    done = run_cli(*args)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    return done.returncode, errors
+
+
+def test_a_machine_without_an_address_is_named(tmp_path):
+    graph = spread_graph(tmp_path, 47580)
+    code, errors = _run_error(graph, "--machine", "edge", "--host", "edge=127.0.0.1", "--host", "gpu=127.0.0.2")
+    assert code == 2
+    assert errors == ["error: --hosts: field 'sink': machine 'sink' has no address: add `sink: ADDRESS` to the --hosts file "
+                      "or pass --host sink=ADDRESS"]
+
+
+def test_an_inventory_entry_for_an_unknown_machine_is_refused(tmp_path):
+    graph = spread_graph(tmp_path, 47580)
+    hosts = write_hosts(tmp_path / "hosts.yaml", dict(LOOPBACK, gpu2="127.0.0.4"))
+    code, errors = _run_error(graph, "--machine", "edge", "--hosts", hosts)
+    assert code == 2
+    assert errors == [f"error: {hosts}: field 'gpu2': machine 'gpu2' is not in the graph; its machines: edge, gpu, sink"]
+
+
+def test_a_graph_node_on_an_undeclared_machine_is_refused(tmp_path):
+    graph = spread_graph(tmp_path, 47580)
+    graph.write_text(graph.read_text().replace("machine: gpu, inputs: {frame: hop1", "machine: gpu0, inputs: {frame: hop1"))
+    code, errors = _run_error("check", graph)
+    assert code == 2 and "node 'hop2' field 'machine': unknown machine 'gpu0' (did you mean 'gpu'?)" in errors[0]
+
+
+def test_plain_tcp_to_a_non_loopback_address_needs_security_written_out(tmp_path):
+    graph = spread_graph(tmp_path, 47580)
+    code, errors = _run_error(graph, "--machine", "edge", "--host", "edge=127.0.0.1", "--host", "gpu=10.1.2.3", "--host", "sink=127.0.0.3")
+    assert code == 2
+    assert errors[0].startswith(f"error: {graph}: field 'security': machine 'gpu' is at 10.1.2.3, not a loopback address, "
+                                "and the graph has no `security:`")
+
+
+def test_an_address_that_is_not_this_computers_is_refused_before_starting(tmp_path):
+    graph = spread_graph(tmp_path, 47580, extra="security: none\n")
+    code, errors = _run_error(graph, "--machine", "gpu", "--host", "edge=127.0.0.1", "--host", "gpu=192.0.2.7", "--host", "sink=127.0.0.3")
+    assert code == 2
+    assert errors == ["error: --machine: field 'gpu': machine 'gpu' is at 192.0.2.7, which is not an address of this computer "
+                      "(Cannot assign requested address); is --machine right, or the --hosts entry?"]
+
+
+def test_a_port_already_taken_stops_the_machine_with_the_node_and_field(tmp_path):
+    graph = spread_graph(tmp_path, 47600)
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    squatter = zmq.Context.instance().socket(zmq.PULL)
+    squatter.bind("tcp://127.0.0.2:47602")  # hop1's inbox: base_port + 2 * its index (1)
+    try:
+        run = MachineRun(tmp_path, graph, "gpu", hosts)
+        assert run.wait(timeout=30) == 1
+    finally:
+        squatter.close(0)
+    errors = [line for line in run.output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: node 'hop1' field 'port': cannot set up its sockets: Address already in use (addr='tcp://127.0.0.2:47602')"]
