@@ -63,3 +63,31 @@ class NoCamera(Node):
 
     def process(self, inputs, ctx):
         raise AssertionError("never opened")
+
+
+class StreamLog(Node):
+    """Stateful: records which process saw which (stream, seq) and the frame's size, to
+    prove stream-sharded replicas keep a stream in one process and streams apart."""
+
+    INPUTS = {"frame": "frame"}
+    OUTPUTS = {"frame": "the same frame"}
+    PARAMS = {"record": Param("")}
+    STATEFUL = True
+
+    def open(self, ctx):
+        import os
+
+        self.pid = os.getpid()
+        self.out = open(self.params["record"], "a", buffering=1)
+        self.last_seq = {}
+
+    def process(self, inputs, ctx):
+        frame = inputs["frame"]
+        in_order = ctx.seq == self.last_seq.get(ctx.stream, -1) + 1  # state per stream
+        self.last_seq[ctx.stream] = ctx.seq
+        self.out.write(json.dumps({"pid": self.pid, "stream": ctx.stream_name, "seq": ctx.seq, "shape": list(frame.shape),
+                                   "stamp": read_stamp(frame), "in_order": in_order}) + "\n")
+        return {"frame": frame}
+
+    def close(self):
+        self.out.close()
