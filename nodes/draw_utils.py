@@ -73,6 +73,33 @@ def top_class(scores: dict | None, votes: dict | None) -> tuple[str | None, floa
     return str(name), finite(table[name])
 
 
-def stream_path(template: str, stream: int) -> str:
-    """A path parameter with `{stream}` replaced by the stream id and `~` expanded."""
-    return os.path.expanduser(template.replace("{stream}", str(stream)))
+def stream_name_of(ctx) -> str:
+    """The current stream's name (ctx.stream_name), or its id for a context that has no names."""
+    name = getattr(ctx, "stream_name", None)
+    return str(name) if name is not None else str(ctx.stream)
+
+
+def multi_stream_of(ctx) -> bool:
+    """ctx.multi_stream, False for a context that does not know (a single stream then)."""
+    return bool(getattr(ctx, "multi_stream", False))
+
+
+def stream_path(template: str, stream: int, name: str | None = None, multi: bool = False,
+                folder: bool = False) -> str:
+    """A sink's path parameter for one stream, with `~` expanded.
+
+    `{stream}` becomes the stream id and `{source}` the stream's name (the id of the source
+    node that started it; the id when no name is given). With `multi` (several streams
+    reach the sink) and neither placeholder in the template, the name is added so each
+    stream gets its own output: before the extension for a file (out/demo.mp4 ->
+    out/demo.cam1.mp4), as a subfolder for a folder (`folder`: out/frames -> out/frames/cam1).
+    """
+    name = str(stream) if name is None else str(name)
+    path = template.replace("{stream}", str(stream)).replace("{source}", name)
+    if multi and "{stream}" not in template and "{source}" not in template:
+        if folder:
+            path = os.path.join(path, name)
+        else:
+            root, ext = os.path.splitext(path)
+            path = f"{root}.{name}{ext}"
+    return os.path.expanduser(path)

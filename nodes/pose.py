@@ -17,6 +17,11 @@ class Pose(Node):
     frame's landmarks for the next ROI and smooths over time, so one process must see the
     stream in order. With static_image_mode true each frame stands alone, but statefulness
     is declared per kind, so this kind still cannot be replicated.
+
+    One BlazePose tracker per stream (ctx.stream), made on the stream's first frame: with
+    several sources feeding this node, one tracker would carry one camera's ROI and
+    smoothing into another's frames. The first tracker is made in open() (so a missing
+    model stops the graph at start) and goes to whichever stream comes first.
     """
 
     INPUTS = {"frame": "frame packet {'image': uint8 H x W x 3 BGR, ...} or a bare BGR image"}
@@ -35,22 +40,38 @@ class Pose(Node):
     def open(self, ctx):
         from . import blazepose
 
-        p = self.params
-        self.pose = None
+        self.trackers = {}  # stream id -> BlazePose
+        self.spare = None   # made here so model errors surface at open; the first stream takes it
         try:
-            self.pose = blazepose.BlazePose(
-                static_image_mode=p["static_image_mode"], model_complexity=p["model_complexity"],
-                smooth_landmarks=p["smooth_landmarks"], min_detection_confidence=p["min_detection_confidence"],
-                min_tracking_confidence=p["min_tracking_confidence"])
+            self.spare = self._new_tracker()
         except blazepose.ModelMissingError as exc:
             raise NodeOpenError(str(exc), field="params.model_complexity") from exc
+
+    def _new_tracker(self):
+        from . import blazepose
+
+        p = self.params
+        return blazepose.BlazePose(
+            static_image_mode=p["static_image_mode"], model_complexity=p["model_complexity"],
+            smooth_landmarks=p["smooth_landmarks"], min_detection_confidence=p["min_detection_confidence"],
+            min_tracking_confidence=p["min_tracking_confidence"])
+
+    def _tracker(self, stream):
+        tracker = self.trackers.get(stream)
+        if tracker is None:
+            if self.spare is not None:
+                tracker, self.spare = self.spare, None
+            else:
+                tracker = self._new_tracker()
+            self.trackers[stream] = tracker
+        return tracker
 
     def process(self, inputs, ctx):
         image = image_of(inputs["frame"])
         if image is None:
             ctx.count("no_frame")
             return {}
-        landmarks = self.pose.detect(image)
+        landmarks = self._tracker(ctx.stream).detect(image)
         if landmarks is None:
             ctx.count("no_person")
             return {}
@@ -60,6 +81,8 @@ class Pose(Node):
         return {"landmarks": landmarks}
 
     def close(self):
-        if getattr(self, "pose", None) is not None:
-            self.pose.close()
-            self.pose = None
+        trackers = list(getattr(self, "trackers", {}).values()) + [getattr(self, "spare", None)]
+        self.trackers, self.spare = {}, None
+        for tracker in trackers:
+            if tracker is not None:
+                tracker.close()

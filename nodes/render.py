@@ -7,8 +7,8 @@ What it draws (everything optional but the frame):
     (so an unsure joint looks unsure); left side orange, right side blue, centre white;
   - a panel in the top-left corner: the current class (argmax of `scores`, else of
     `votes`) with its confidence (value / `max_score`), a bar per class of the smoothed
-    confidences (the bars keep their places: every class seen so far, sorted by name,
-    at most 8), and the repetition counts of `reps` (the class being counted in yellow);
+    confidences (the bars keep their places: every class seen so far in this stream,
+    sorted by name, at most 8), and the repetition counts of `reps` (the class being counted in yellow);
   - the frames per second of every node of the graph (ctx.graph_fps(), refreshed once a
     second; hidden until some node has a measured rate) in small text in the bottom-left
     corner, when `show_fps`.
@@ -112,7 +112,9 @@ class Render(Node):
         "show_fps": Param(True, help="draw every node's frames per second in the bottom-left corner"),
         "scale": Param(1.0, min=0.25, max=4.0, help="size of text and lines relative to the automatic size"),
     }
-    STATEFUL = False  # only the set of class names seen is remembered, for stable bars
+    # only the class names seen are remembered (per stream: one camera's classes do not
+    # add bars to another's), for stable bars; not worth forbidding replicas for
+    STATEFUL = False
 
     def open(self, ctx):
         import cv2
@@ -130,8 +132,8 @@ class Render(Node):
         # an edge is a side's colour when both ends are on that side, else centre
         self.edge_side = np.where(sides[self.edge_a] == sides[self.edge_b], sides[self.edge_a], CENTRE)
         self.layouts: dict[tuple[int, int], _Layout] = {}
-        self.classes: list[str] = []  # every class seen so far, sorted
-        self.labels: tuple = ((), 0, (), None)  # (classes, label width, label texts, layout)
+        self.classes: dict[int, list[str]] = {}  # stream id -> every class seen so far, sorted
+        self.labels: dict[int, tuple] = {}  # stream id -> (classes, label width, label texts, layout)
         self.fps_cache = (None, None, None)  # (fps dict object, layout, (lines, width))
         self.warned: set[str] = set()
 
@@ -153,7 +155,7 @@ class Render(Node):
             layout = self.layouts[height, width] = _Layout(self.cv2, height, width, self.scale)
         if "landmarks" in inputs and inputs["landmarks"] is not None:
             self._draw_pose(out, inputs["landmarks"], layout, ctx)
-        self._draw_panel(out, inputs, layout)
+        self._draw_panel(out, inputs, layout, ctx.stream)
         if self.show_fps:
             self._draw_fps(out, ctx.graph_fps(), layout)
         return {"frame": {"image": out, "pts_ms": pts_ms, "index": ctx.seq if index is None else index}}
@@ -202,19 +204,20 @@ class Render(Node):
                 cv2.circle(out, centre, radius, colour, layout.thin_th, cv2.LINE_AA, SHIFT)
 
     # ----- class, bars and repetitions ------------------------------------------------------
-    def _bar_labels(self, table: dict | None, layout: _Layout):
-        """Class names for the bars (stable: all seen so far, sorted) and their label texts."""
+    def _bar_labels(self, table: dict | None, layout: _Layout, stream: int):
+        """Class names for the bars (stable: all seen so far in the stream, sorted) and their label texts."""
+        seen = self.classes.setdefault(stream, [])
         if table:
-            new = [str(k) for k in table if str(k) not in self.classes]
+            new = [str(k) for k in table if str(k) not in seen]
             if new:
-                self.classes = sorted(self.classes + new)
-        classes = tuple(self.classes)
+                seen = self.classes[stream] = sorted(seen + new)
+        classes = tuple(seen)
         if len(classes) > MAX_BARS and table:  # too many: the highest now, still in name order
             keep = set(sorted(classes, key=lambda c: -finite(table.get(c, 0)))[:MAX_BARS])
             classes = tuple(c for c in classes if c in keep)
         else:
             classes = classes[:MAX_BARS]
-        cached_classes, _, _, cached_layout = self.labels
+        cached_classes, _, _, cached_layout = self.labels.get(stream, ((), 0, (), None))
         if classes != cached_classes or cached_layout is not layout:
             cv2, limit = self.cv2, layout.panel_w // 2
             texts = []
@@ -224,10 +227,10 @@ class Render(Node):
                     text = text[:-3] + ".."
                 texts.append(text)
             width = max((cv2.getTextSize(t, layout.font, layout.small, layout.small_th)[0][0] for t in texts), default=0)
-            self.labels = (classes, width, tuple(texts), layout)
-        return self.labels
+            self.labels[stream] = (classes, width, tuple(texts), layout)
+        return self.labels[stream]
 
-    def _draw_panel(self, out, inputs, layout: _Layout) -> None:
+    def _draw_panel(self, out, inputs, layout: _Layout, stream: int = 0) -> None:
         cv2 = self.cv2
         scores = packet_dict(inputs.get("scores"), "scores")
         votes = packet_dict(inputs.get("votes"), "votes")
@@ -235,7 +238,7 @@ class Render(Node):
         name, value = top_class(scores, votes)
         no_person = name is None and "landmarks" in inputs and inputs["landmarks"] is None
         charted = "scores" in inputs or "votes" in inputs
-        classes, label_w, texts, _ = self._bar_labels(table, layout) if charted else ((), 0, (), None)
+        classes, label_w, texts, _ = self._bar_labels(table, layout, stream) if charted else ((), 0, (), None)
         reps_packet = inputs.get("reps")
         reps = packet_dict(reps_packet, "reps")
         counted = reps_packet.get("class") if isinstance(reps_packet, dict) else None

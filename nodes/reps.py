@@ -33,7 +33,11 @@ class RepetitionCounter:
 
 
 class Reps(Node):
-    """Scores -> repetitions so far of `class_name`; never empty (no person: count unchanged)."""
+    """Scores -> repetitions so far of `class_name`; never empty (no person: count unchanged).
+
+    One counter per stream (ctx.stream): each camera's person has their own count, and one
+    person's "entered" state must not be completed by another's exit.
+    """
 
     INPUTS = {"scores": "scores packet of smooth; None when no person"}
     OUTPUTS = {"count": "{'reps': {class: repetitions}, 'class': name, 'entered': bool}"}
@@ -47,14 +51,18 @@ class Reps(Node):
     def open(self, ctx):
         p = self.params
         try:
-            self.counter = RepetitionCounter(p["class_name"], p["enter_threshold"], p["exit_threshold"])
+            RepetitionCounter(p["class_name"], p["enter_threshold"], p["exit_threshold"])  # bad thresholds fail here
         except ValueError as exc:
             raise NodeOpenError(str(exc), field="params.exit_threshold") from None
+        self.counters: dict[int, RepetitionCounter] = {}  # stream id -> its counter
 
     def process(self, inputs, ctx):
+        c = self.counters.get(ctx.stream)
+        if c is None:
+            p = self.params
+            c = self.counters[ctx.stream] = RepetitionCounter(p["class_name"], p["enter_threshold"], p["exit_threshold"])
         scores = inputs["scores"]
         if scores is not None:  # no person: the person is taken as frozen, state unchanged
-            self.counter(scores.get("scores") or {})
-        c = self.counter
+            c(scores.get("scores") or {})
         packet = {"reps": {c.class_name: c.count}, "class": c.class_name, "entered": c.entered}
         return {"count": packet}

@@ -5,6 +5,11 @@ replicated), have no outputs, and check at `open` that they will be able to writ
 bad path stops the graph before its first frame with one line naming the node and field
 (NodeOpenError). Relative paths are relative to the runner's working directory.
 Ctrl-C in the terminal stops a graph; every sink then finishes its file in `close`.
+
+When several streams reach a sink (ctx.multi_stream: several sources feed the graph), each
+file sink writes one output per stream, so two cameras never interleave in one file: the
+path's `{stream}` (id) and `{source}` (the source node's id) choose, else the source's
+name is added (draw_utils.stream_path). With one stream the paths are exactly as given.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import numpy as np
 
 from posegraph import Node, NodeOpenError, Param
 
-from .draw_utils import copy_bgr, finite, frame_parts, image_problem, packet_dict, stream_path, top_class
+from .draw_utils import (copy_bgr, finite, frame_parts, image_problem, multi_stream_of, packet_dict, stream_name_of,
+                         stream_path, top_class)
 
 FRAME_INPUT = {"frame": "frame packet {'image', 'pts_ms', 'index'} (or a bare uint8 image)"}
 
@@ -68,8 +74,10 @@ class _Track:
 class VideoFile(Node):
     """Writes frames to a video file with OpenCV's VideoWriter.
 
-    path   `{stream}` is replaced by the stream id. With several sources and no `{stream}`
-           in the path, the first stream seen gets the path and the others `NAME.<id>.EXT`.
+    path   `{stream}` is replaced by the stream id, `{source}` by the stream's name (the
+           source node's id). One file per stream: with several streams reaching the sink
+           and neither placeholder in the path, each file gets the stream's name before
+           the extension (out/demo.mp4 -> out/demo.cam1.mp4), so cameras never share a file.
     fps    frames per second stored in the file. 0 (the default) takes it from the spacing
            of the first two images' `pts_ms` (so a 5 fps clip plays at 5 fps); frames
            without `pts_ms` (bare arrays) or with unusable spacing give 30. The writer opens
@@ -87,7 +95,8 @@ class VideoFile(Node):
 
     INPUTS = FRAME_INPUT
     PARAMS = {
-        "path": Param("out/video.mp4", help="video file to write; {stream} is replaced by the stream id"),
+        "path": Param("out/video.mp4", help="video file to write; {stream}: stream id, {source}: source name; "
+                                            "several streams without either: NAME.<source>.EXT each"),
         "fps": Param(0.0, min=0.0, max=1000.0, help="frames per second of the file; 0: from the frames' pts_ms spacing, else 30"),
         "codec": Param("mp4v", help="FourCC of the encoder: mp4v for .mp4, MJPG for .avi"),
     }
@@ -104,7 +113,11 @@ class VideoFile(Node):
         self.fourcc = cv2.VideoWriter_fourcc(*codec)
         self.tracks: dict[int, _Track] = {}
         self.template = self.params["path"]
-        path = stream_path(self.template, ctx.stream)
+        multi = multi_stream_of(ctx)
+        path = stream_path(self.template, ctx.stream, stream_name_of(ctx), multi)
+        if multi:  # every stream's file must be writable, not only the first one's
+            for stream, name in sorted(ctx.stream_names.items()):
+                _prepare_file(stream_path(self.template, stream, name, multi))
         _prepare_file(path)
         problem = self._probe(path, self.fourcc)
         if problem:
@@ -140,21 +153,22 @@ class VideoFile(Node):
                 pass
         return None if ok else "VideoWriter did not open"
 
-    def _track(self, stream: int) -> _Track:
-        track = self.tracks.get(stream)
+    def _track(self, ctx) -> _Track:
+        track = self.tracks.get(ctx.stream)
         if track is None:
-            if "{stream}" in self.template or not self.tracks:
-                path = stream_path(self.template, stream)
-            else:
-                root, ext = os.path.splitext(stream_path(self.template, stream))
-                path = f"{root}.{stream}{ext}"
-                self.ctx.log(f"stream {stream} goes to {path} (put {{stream}} in the path to choose)")
-            track = self.tracks[stream] = _Track(path)
+            multi = multi_stream_of(ctx)
+            # a context that does not say it is multi-stream, yet a second stream arrives:
+            # the first keeps the path, the others get their name added
+            late = not multi and bool(self.tracks)
+            path = stream_path(self.template, ctx.stream, stream_name_of(ctx), multi or late)
+            if late and path != stream_path(self.template, ctx.stream, stream_name_of(ctx)):
+                self.ctx.log(f"stream {ctx.stream} goes to {path} (put {{stream}} or {{source}} in the path to choose)")
+            track = self.tracks[ctx.stream] = _Track(path)
         return track
 
     def process(self, inputs, ctx):
         image, pts_ms, _ = frame_parts(inputs["frame"])
-        track = self._track(ctx.stream)
+        track = self._track(ctx)
         if image is not None and image_problem(image):
             ctx.count("bad_frames")
             image = None
@@ -247,8 +261,12 @@ def _usable(pts_ms) -> bool:
 class ImageFolder(Node):
     """Writes every frame as an image file in a folder.
 
-    pattern  a Python format string with {stream}, {seq} and {index} (the source's frame
-             number, else seq); the extension picks the format (jpg, png, webp...).
+    path     the folder; `{stream}` and `{source}` as in `video`. With several streams
+             reaching the sink and neither placeholder in the path, each stream writes
+             into a subfolder named after its source (out/frames/cam1/...), so two
+             cameras' frame 7 never overwrite each other.
+    pattern  a Python format string with {stream}, {source}, {seq} and {index} (the
+             source's frame number, else seq); the extension picks the format (jpg, png, webp...).
     quality  0..100 for jpg and webp; png is lossless and ignores it.
 
     An empty packet writes no file (counted as `empty_frames`): a file named after a
@@ -258,8 +276,9 @@ class ImageFolder(Node):
 
     INPUTS = FRAME_INPUT
     PARAMS = {
-        "path": Param("out/frames", help="folder to write into (created)"),
-        "pattern": Param("{stream}_{seq:06d}.jpg", help="file name: {stream}, {seq}, {index}; the extension picks the format"),
+        "path": Param("out/frames", help="folder to write into (created); {stream}/{source} as in video; "
+                                         "several streams without either: a subfolder per source"),
+        "pattern": Param("{stream}_{seq:06d}.jpg", help="file name: {stream}, {source}, {seq}, {index}; the extension picks the format"),
         "quality": Param(90, min=0, max=100, help="jpg/webp quality"),
     }
     STATEFUL = True
@@ -268,15 +287,20 @@ class ImageFolder(Node):
         import cv2
 
         self.cv2 = cv2
-        self.folder = os.path.expanduser(self.params["path"])
-        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
-            raise NodeOpenError(f"{self.folder!r} is a file; give a folder", field="params.path")
+        self.folders: dict[int, str] = {}  # stream id -> its folder
+        multi = multi_stream_of(ctx)
+        names = dict(ctx.stream_names) if multi else {ctx.stream: stream_name_of(ctx)}
+        for stream, name in sorted(names.items()):
+            folder = stream_path(self.params["path"], stream, name, multi, folder=True)
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise NodeOpenError(f"{folder!r} is a file; give a folder", field="params.path")
+            self.folders[stream] = folder
         pattern = self.params["pattern"]
         try:
-            sample = pattern.format(stream=0, seq=0, index=0)
+            sample = pattern.format(stream=0, source="cam", seq=0, index=0)
         except (KeyError, IndexError, ValueError) as exc:
             raise NodeOpenError(f"{pattern!r} cannot be filled in ({type(exc).__name__}: {exc}); "
-                                "it may use {stream}, {seq} and {index}", field="params.pattern") from None
+                                "it may use {stream}, {source}, {seq} and {index}", field="params.pattern") from None
         if not cv2.haveImageWriter(sample):
             raise NodeOpenError(f"OpenCV cannot write images named like {sample!r}; use .jpg, .png or .webp",
                                 field="params.pattern")
@@ -284,16 +308,22 @@ class ImageFolder(Node):
         quality = self.params["quality"]
         self.options = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
                         ".webp": [cv2.IMWRITE_WEBP_QUALITY, max(1, quality)]}.get(ext, [])
-        _prepare_folder(self.folder, "params.path")
-        self.made = {self.folder}
+        for folder in self.folders.values():
+            _prepare_folder(folder, "params.path")
+        self.made = set(self.folders.values())
 
     def process(self, inputs, ctx):
         image, _, index = frame_parts(inputs["frame"])
         if image is None or image_problem(image):
             ctx.count("empty_frames" if image is None else "bad_frames")
             return None
-        name = self.params["pattern"].format(stream=ctx.stream, seq=ctx.seq, index=ctx.seq if index is None else index)
-        path = os.path.join(self.folder, name)
+        folder = self.folders.get(ctx.stream)
+        if folder is None:  # a stream the context did not announce at open
+            folder = self.folders[ctx.stream] = stream_path(self.params["path"], ctx.stream, stream_name_of(ctx),
+                                                            multi_stream_of(ctx), folder=True)
+        name = self.params["pattern"].format(stream=ctx.stream, source=stream_name_of(ctx), seq=ctx.seq,
+                                             index=ctx.seq if index is None else index)
+        path = os.path.join(folder, name)
         folder = os.path.dirname(path)
         if folder not in self.made:  # a pattern with sub-folders, e.g. {stream}/{seq:06d}.png
             os.makedirs(folder, exist_ok=True)
@@ -331,16 +361,22 @@ class JsonLines(Node):
     """One JSON object per frame (the engine joins every wired input by stream and seq, so
     each call is one frame), in processing order:
 
-      {"stream", "seq", "pts_ms" and "index" (from `frame`, null when it is not wired or
-       empty), "landmarks": 33 x [x_px, y_px, z, visibility] (2 decimals) or null when no
-       person, "votes": {class: n} or null, "smoothed": {class: score} (4 decimals) or null,
-       "class": argmax of smoothed (else votes) or null, "label": the classifier's own
-       answer when its votes packet has one (e.g. "unknown"), "reps": {class: count} or
-       null when `reps` is not wired}
+      {"stream" (id), "source" (the stream's name: its source node's id), "seq", "pts_ms"
+       and "index" (from `frame`, null when it is not wired or empty), "landmarks": 33 x
+       [x_px, y_px, z, visibility] (2 decimals) or null when no person, "votes": {class: n}
+       or null, "smoothed": {class: score} (4 decimals) or null, "class": argmax of
+       smoothed (else votes) or null, "label": the classifier's own answer when its votes
+       packet has one (e.g. "unknown"), "reps": {class: count} or null when `reps` is not
+       wired}
 
     The file is truncated when the node opens (a run's records never mix with an older
     run's), written line-buffered (a reader sees whole lines as they come) and flushed
     and closed in close().
+
+    One file per stream when several streams reach the sink (`{stream}`/`{source}` in the
+    path as in `video`; with neither, out/records.jsonl -> out/records.cam1.jsonl), so
+    each camera's records read in order on their own. Those files are checked at open
+    and each is opened (and truncated) on its stream's first packet.
     """
 
     INPUTS = {
@@ -351,16 +387,38 @@ class JsonLines(Node):
         "frame": "frame packet (for pts_ms and index)",
     }
     OPTIONAL_INPUTS = frozenset(INPUTS)
-    PARAMS = {"path": Param("out/records.jsonl", help="file to write (truncated at open)")}
+    PARAMS = {"path": Param("out/records.jsonl", help="file to write (truncated at open); {stream}/{source} as in "
+                                                      "video; several streams without either: NAME.<source>.EXT each")}
     STATEFUL = True
 
     def open(self, ctx):
-        path = os.path.expanduser(self.params["path"])
+        self.files: dict[int, object] = {}  # stream id -> its open file
+        self.multi = multi_stream_of(ctx)
+        if self.multi:
+            for stream, name in sorted(ctx.stream_names.items()):
+                _prepare_file(stream_path(self.params["path"], stream, name, True))
+            return
+        self.files[ctx.stream] = self._open(stream_path(self.params["path"], ctx.stream, stream_name_of(ctx)))
+
+    @staticmethod
+    def _open(path: str):
         _prepare_file(path)
         try:
-            self.out = open(path, "w", buffering=1, encoding="utf-8")
+            return open(path, "w", buffering=1, encoding="utf-8")
         except OSError as exc:
             raise NodeOpenError(f"cannot write {path!r}: {exc.strerror or exc}", field="params.path") from None
+
+    def _file(self, ctx):
+        out = self.files.get(ctx.stream)
+        if out is None:
+            if not self.multi and self.files:  # one file for the run when streams were not announced
+                return next(iter(self.files.values()))
+            path = stream_path(self.params["path"], ctx.stream, stream_name_of(ctx), self.multi)
+            try:
+                out = self.files[ctx.stream] = self._open(path)
+            except NodeOpenError as exc:
+                raise OSError(str(exc)) from None
+        return out
 
     def process(self, inputs, ctx):
         _, pts_ms, index = frame_parts(inputs.get("frame"))
@@ -369,6 +427,7 @@ class JsonLines(Node):
         votes = _table(inputs.get("votes"), "votes", None)
         record = {
             "stream": ctx.stream,
+            "source": stream_name_of(ctx),
             "seq": ctx.seq,
             "pts_ms": round(float(pts_ms), 3) if _usable(pts_ms) else None,
             "index": int(index) if isinstance(index, (int, np.integer)) else None,
@@ -380,12 +439,12 @@ class JsonLines(Node):
             "label": inputs["votes"].get("label") if isinstance(inputs.get("votes"), dict) else None,
             "reps": _table(inputs.get("reps"), "reps", None) if "reps" in inputs else None,
         }
-        self.out.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self._file(ctx).write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
         return None
 
     def close(self):
-        out = getattr(self, "out", None)
-        if out is not None:
+        files, self.files = getattr(self, "files", {}), {}
+        for out in files.values():
             out.flush()
             out.close()
 

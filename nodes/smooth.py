@@ -48,7 +48,11 @@ class EmaDictSmoothing:
 
 
 class Smooth(Node):
-    """Votes -> EMA-smoothed scores (same scale as the votes: 0..top_n_by_mean)."""
+    """Votes -> EMA-smoothed scores (same scale as the votes: 0..top_n_by_mean).
+
+    One window per stream (ctx.stream): with several cameras feeding one graph, a shared
+    window would average one person's votes into another's.
+    """
 
     INPUTS = {"votes": "votes packet of knn; None when no person"}
     OUTPUTS = {"scores": "{'scores': {class: smoothed votes}}; None when no person"}
@@ -59,14 +63,17 @@ class Smooth(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        self.filter = EmaDictSmoothing(self.params["window"], self.params["alpha"])
+        self.filters: dict[int, EmaDictSmoothing] = {}  # stream id -> its window
 
     def process(self, inputs, ctx):
+        ema = self.filters.get(ctx.stream)
+        if ema is None:
+            ema = self.filters[ctx.stream] = EmaDictSmoothing(self.params["window"], self.params["alpha"])
         packet = inputs["votes"]
         if packet is None:
-            self.filter({})  # as the write-up: no person still ages the window
+            ema({})  # as the write-up: no person still ages the window
             return {}
-        return {"scores": {"scores": self.filter(packet.get("votes") or {})}}
+        return {"scores": {"scores": ema(packet.get("votes") or {})}}
 
 
 # ----- One Euro ------------------------------------------------------------------------------
@@ -118,6 +125,23 @@ def object_scale(points: np.ndarray) -> float:
     return float(extent.mean())
 
 
+class _OneEuroStream:
+    """One stream's One Euro state: filters for px, world and norm, and its frame clock."""
+
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float):
+        self.px_filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
+        self.world_filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
+        self.norm_filter = OneEuroFilter(min_cutoff, beta, d_cutoff)  # only without width/height
+        self.last_ns = None
+        self.last_dt = 1.0 / 30.0
+
+    def reset(self) -> None:
+        self.px_filter.reset()
+        self.world_filter.reset()
+        self.norm_filter.reset()
+        self.last_ns = None
+
+
 class OneEuro(Node):
     """Landmarks -> the same packet with px, norm and world One-Euro filtered.
 
@@ -126,7 +150,9 @@ class OneEuro(Node):
     height, width]) so the two stay consistent. dt comes from the packets' capture times
     (ctx.capture_ns), or is 1 / fps when `fps` > 0 (for files replayed faster than real
     time). A frame without a person resets the filter: the next person starts fresh
-    instead of being dragged from where the last one was.
+    instead of being dragged from where the last one was. Filters and frame times are kept
+    per stream (ctx.stream): one camera's landmarks must not pull another's, and dt is the
+    spacing of that stream's own frames, not of frames interleaved from other streams.
     Defaults are MediaPipe's pose landmark filter (min_cutoff 0.05 Hz, beta 80, d_cutoff 1 Hz).
     """
 
@@ -141,37 +167,34 @@ class OneEuro(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        p = self.params
-        self.px_filter = OneEuroFilter(p["min_cutoff"], p["beta"], p["d_cutoff"])
-        self.world_filter = OneEuroFilter(p["min_cutoff"], p["beta"], p["d_cutoff"])
-        self.norm_filter = OneEuroFilter(p["min_cutoff"], p["beta"], p["d_cutoff"])  # only without width/height
-        self.last_ns = None
-        self.last_dt = 1.0 / 30.0
+        self.streams: dict[int, _OneEuroStream] = {}  # stream id -> its filters and clock
 
-    def reset(self):
-        self.px_filter.reset()
-        self.world_filter.reset()
-        self.norm_filter.reset()
-        self.last_ns = None
+    def _stream(self, stream: int) -> "_OneEuroStream":
+        state = self.streams.get(stream)
+        if state is None:
+            p = self.params
+            state = self.streams[stream] = _OneEuroStream(p["min_cutoff"], p["beta"], p["d_cutoff"])
+        return state
 
-    def _dt(self, capture_ns: int) -> float:
+    def _dt(self, state: "_OneEuroStream", capture_ns: int) -> float:
         if self.params["fps"] > 0:
             return 1.0 / self.params["fps"]
-        if self.last_ns is not None and capture_ns and capture_ns > self.last_ns:
-            self.last_dt = (capture_ns - self.last_ns) / 1e9
-        self.last_ns = capture_ns or self.last_ns
-        return self.last_dt  # equal or missing times: keep the last step
+        if state.last_ns is not None and capture_ns and capture_ns > state.last_ns:
+            state.last_dt = (capture_ns - state.last_ns) / 1e9
+        state.last_ns = capture_ns or state.last_ns
+        return state.last_dt  # equal or missing times: keep the last step
 
     def process(self, inputs, ctx):
+        state = self._stream(ctx.stream)
         packet = inputs["landmarks"]
         if packet is None or packet.get("px") is None:
-            self.reset()
+            state.reset()
             return {}
-        dt = self._dt(ctx.capture_ns)
+        dt = self._dt(state, ctx.capture_ns)
         out = dict(packet)
         px = np.asarray(packet["px"], dtype=np.float32)
         new_px = px.copy()
-        new_px[:, :3] = self.px_filter(px[:, :3], dt, object_scale(px))
+        new_px[:, :3] = state.px_filter(px[:, :3], dt, object_scale(px))
         out["px"] = new_px
         width, height = packet.get("width"), packet.get("height")
         if packet.get("norm") is not None:
@@ -179,10 +202,10 @@ class OneEuro(Node):
             if width and height:
                 norm[:, :3] = new_px[:, :3] / np.array([width, height, width], dtype=np.float32)
             else:
-                norm[:, :3] = self.norm_filter(norm[:, :3], dt, object_scale(norm))
+                norm[:, :3] = state.norm_filter(norm[:, :3], dt, object_scale(norm))
             out["norm"] = norm
         if packet.get("world") is not None:
             world = np.array(packet["world"], dtype=np.float32)
-            world[:, :3] = self.world_filter(world[:, :3], dt, object_scale(world))
+            world[:, :3] = state.world_filter(world[:, :3], dt, object_scale(world))
             out["world"] = world
         return {"landmarks": out}

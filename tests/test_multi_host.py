@@ -15,7 +15,7 @@ import zmq.auth
 from conftest import ROOT
 from machine_runs import MachineRun, read_records, wait_for_lines, write_hosts
 from netns import three_hosts  # noqa: F401  (the fixture)
-from test_security import HOP1_INBOX, attacker, inject, make_keys
+from test_security import HOP1_INBOX, Attacker, inject, make_keys
 
 CLIP = ROOT / "data/google_pose_reference/pose_squats.mp4"  # 65 frames, 5 frames/s
 GRAPH = """
@@ -113,16 +113,14 @@ def test_a_host_without_the_keys_can_neither_connect_nor_send(tmp_path, three_ho
     # from outside every namespace (the bridge's own address), against pose's inbox on gpu
     address = f"tcp://{three_hosts['gpu'].addr}:{47860 + HOP1_INBOX}"
     server_key = zmq.auth.load_certificate(str(keys / "public/graph.key"))[0]
-    plain, plain_monitor = attacker(zmq.PUSH, address)
-    curve, curve_monitor = attacker(zmq.PUSH, address, curve_server_key=server_key)
+    plain = Attacker(zmq.PUSH, address)
+    curve = Attacker(zmq.PUSH, address, curve_server_key=server_key)
     inject(plain)
     inject(curve)
     time.sleep(0.5)
-    from test_security import monitor_events
-
-    plain_events, curve_events = monitor_events(plain_monitor), monitor_events(curve_monitor)
-    plain.close(0)
-    curve.close(0)
+    plain_events, curve_events = plain.events(), curve.events()
+    plain.close()
+    curve.close()
     assert [r.wait(timeout=180) for r in runs.values()] == [0, 0, 0], "\n".join(r.output for r in runs.values())
     assert [r["seq"] for r in read_records(tmp_path / "secure.jsonl")] == list(range(65))
     assert runs["gpu"].metrics["nodes"]["pose"]["bad_messages"] == 0

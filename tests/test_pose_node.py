@@ -255,3 +255,68 @@ nodes:
     # a process holding TensorFlow is ~570-750 MB resident; the blocked import keeps it ~200 MB
     assert 0 < pose["rss_mb"] < 400, f"pose process RSS {pose['rss_mb']} MB: did it import TensorFlow?"
     print(f"pose node: RSS {pose['rss_mb']} MB, proc p50 {pose['proc_ms_p50']} ms")
+
+
+class StreamContext:
+    """What the pose node reads from the engine's context: the packet's stream, and counters."""
+
+    def __init__(self, stream=0):
+        self.stream, self.seq, self.capture_ns = stream, 0, 0
+        self.counters = {}
+
+    def count(self, name, n=1):
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+POSE_PARAMS = {"static_image_mode": False, "model_complexity": 1, "smooth_landmarks": True,
+               "min_detection_confidence": 0.5, "min_tracking_confidence": 0.5}
+
+
+def test_pose_tracks_each_stream_separately():
+    """Two cameras into one pose node: the squats clip (stream 0) and the same frames
+    mirrored (stream 5), interleaved frame by frame. Each stream's landmarks are those of a
+    node that saw only that stream: tracking (ROI from the last frame, smoothing) never
+    carries one camera's person into the other's frames. close() releases every tracker."""
+    import cv2
+
+    from nodes.pose import Pose
+
+    capture = cv2.VideoCapture(str(VIDEO))
+    frames = [capture.read()[1] for _ in range(20)]
+    capture.release()
+    streams = {0: frames, 5: [np.ascontiguousarray(f[:, ::-1]) for f in frames]}
+
+    def run(node, order):
+        ctx, out = StreamContext(), {stream: [] for stream in streams}
+        for i in range(len(frames)):
+            for stream in order:
+                ctx.stream, ctx.seq = stream, i
+                packet = {"image": streams[stream][i], "pts_ms": i * 1000.0 / 30, "index": i}
+                lm = node.process({"frame": packet}, ctx).get("landmarks")
+                assert lm is not None, f"no person in stream {stream} frame {i}"
+                out[stream].append(lm["px"])
+        return {stream: np.asarray(px) for stream, px in out.items() if px}
+
+    both = Pose(POSE_PARAMS)
+    both.open(StreamContext())
+    together = run(both, [0, 5])
+    trackers = list(both.trackers.values())
+    assert sorted(both.trackers) == [0, 5] and len({id(t) for t in trackers}) == 2
+    both.close()
+    assert all(t._pose is None for t in trackers), "a tracker left open"
+
+    for stream in streams:
+        alone = Pose(POSE_PARAMS)
+        alone.open(StreamContext(stream))
+        try:
+            expected = run(alone, [stream])[stream]
+        finally:
+            alone.close()
+        np.testing.assert_array_equal(together[stream], expected, err_msg=f"stream {stream}")
+    # what the test guards against: one tracker fed both streams lands several px off
+    from nodes.blazepose import BlazePose
+
+    with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as shared:
+        mixed = np.asarray([shared.detect(streams[stream][i])["px"] for i in range(len(frames)) for stream in (0, 5)])
+    drift = np.abs(mixed[0::2, :, :2] - together[0][:, :, :2]).mean()
+    assert drift > 2.0, f"a shared tracker is only {drift:.2f} px off: the test would not notice sharing"

@@ -146,7 +146,7 @@ def test_jsonl_has_one_record_per_frame_in_order_with_the_packets_values(pipelin
     for r in records:
         seq = r["seq"]
         assert {"stream", "seq", "pts_ms", "landmarks", "votes", "smoothed", "reps"} <= set(r)
-        assert r["stream"] == 0
+        assert r["stream"] == 0 and r["source"] == "clip"  # the stream's name: its source node
         assert r["pts_ms"] is None if seq in EMPTY else r["pts_ms"] == pytest.approx(200.0 * seq)
         if seq in NO_PERSON:
             assert r["landmarks"] is None and r["votes"] is None and r["smoothed"] is None
@@ -385,6 +385,204 @@ def test_video_and_jsonl_corner_cases(tmp_path):
     record = json.loads(line)  # strict JSON: no NaN
     assert record["landmarks"][0][0] is None and record["landmarks"][1] == [1.23, 1.23, 1.23, 1.23]
     assert record["votes"] is None and record["reps"] is None and record["pts_ms"] is None
+
+
+# ----- several streams into one sink: one output each ----------------------------------------------
+class MultiContext(FakeContext):
+    """FakeContext with the engine's stream names: streams {id: source node id} reach the node."""
+
+    def __init__(self, stream_names):
+        super().__init__()
+        self.stream_names = dict(stream_names)
+        self.stream = min(self.stream_names)
+
+    @property
+    def stream_name(self):
+        return self.stream_names.get(self.stream, str(self.stream))
+
+    @property
+    def multi_stream(self):
+        return len(self.stream_names) > 1
+
+
+def test_stream_path_gives_each_stream_its_own_path_and_keeps_single_stream_paths():
+    from nodes.draw_utils import stream_path
+
+    # one stream: the path as written, placeholders filled in
+    assert stream_path("out/demo.mp4", 0, "camera") == "out/demo.mp4"
+    assert stream_path("out/{stream}/a.mp4", 0, "camera") == "out/0/a.mp4"
+    assert stream_path("out/{source}.jsonl", 2, "cam2") == "out/cam2.jsonl"
+    assert stream_path("out/frames", 0, "camera", folder=True) == "out/frames"
+    # several streams: placeholders choose; without them the source's name is added
+    assert stream_path("out/demo.mp4", 1, "cam1", multi=True) == "out/demo.cam1.mp4"
+    assert stream_path("out/records.jsonl", 4, "cam4", multi=True) == "out/records.cam4.jsonl"
+    assert stream_path("out/{stream}_{source}.mp4", 1, "cam1", multi=True) == "out/1_cam1.mp4"
+    assert stream_path("out/{stream}.mp4", 1, "cam1", multi=True) == "out/1.mp4"
+    assert stream_path("out/frames", 1, "cam1", multi=True, folder=True) == "out/frames/cam1"
+    assert stream_path("out/{source}", 1, "cam1", multi=True, folder=True) == "out/cam1"
+    assert stream_path("~/x.mp4", 1, "cam1", multi=True) == str(Path.home() / "x.cam1.mp4")
+    assert stream_path("out/demo.mp4", 3) == "out/demo.mp4" and stream_path("{source}.mp4", 3) == "3.mp4"
+
+
+def _two_streams(count=6):
+    """The clip's first frames (stream 0, 'cam1') and the same frames flipped (stream 1, 'cam2'),
+    at 640x360 to keep the files small, with the clip's 200 ms frame spacing."""
+    frames = [cv2.resize(f, (360, 640)) for f in source_frames(*range(count))]
+    return {0: frames, 1: [np.ascontiguousarray(f[:, ::-1]) for f in frames]}
+
+
+def test_jsonl_writes_one_file_per_stream(tmp_path):
+    from nodes.sinks import JsonLines
+
+    (tmp_path / "records.cam2.jsonl").write_text("an older run's line\n" * 50)
+    ctx = MultiContext({0: "cam1", 1: "cam2"})
+    node = JsonLines({"path": str(tmp_path / "records.jsonl")})
+    node.open(ctx)
+    for seq in range(8):  # interleaved as the engine delivers them; stream 1 has 5 frames
+        for stream in (0, 1) if seq < 5 else (0,):
+            ctx.stream, ctx.seq = stream, seq
+            px = np.concatenate([REFERENCE[seq + 10 * stream], np.ones((33, 1), np.float32)], axis=1)
+            node.process({"landmarks": {"px": read_only(px)}, "votes": {"votes": {"squats_down": votes_at(seq)}},
+                          "frame": {"image": None, "pts_ms": 200.0 * seq, "index": seq}}, ctx)
+    node.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.cam1.jsonl", "records.cam2.jsonl"]
+    for stream, name, count in ((0, "cam1", 8), (1, "cam2", 5)):
+        records = [json.loads(l) for l in (tmp_path / f"records.{name}.jsonl").read_text().splitlines()]
+        assert [r["seq"] for r in records] == list(range(count))  # truncated: no older line left
+        assert {(r["stream"], r["source"]) for r in records} == {(stream, name)}
+        for r in records:
+            np.testing.assert_allclose(np.array(r["landmarks"])[:, :3], REFERENCE[r["seq"] + 10 * stream], atol=0.006)
+            assert r["pts_ms"] == 200.0 * r["seq"] and r["votes"] == {"squats_down": votes_at(r["seq"])}
+
+
+def test_jsonl_checks_every_streams_file_at_open(tmp_path):
+    from nodes.sinks import JsonLines
+    from posegraph import NodeOpenError
+
+    (tmp_path / "out.cam2.jsonl").mkdir()  # cam2's file cannot be written: a folder is in the way
+    node = JsonLines({"path": str(tmp_path / "out.jsonl")})
+    with pytest.raises(NodeOpenError) as caught:
+        node.open(MultiContext({0: "cam1", 1: "cam2"}))
+    assert caught.value.field == "params.path" and "out.cam2.jsonl" in str(caught.value)
+    node.close()
+
+
+def test_video_writes_one_file_per_stream(tmp_path):
+    from nodes.sinks import VideoFile
+
+    streams = _two_streams()
+    ctx = MultiContext({0: "cam1", 1: "cam2"})
+    node = VideoFile({"path": str(tmp_path / "demo.mp4"), "fps": 0.0, "codec": "mp4v"})
+    node.open(ctx)
+    for seq in range(6):
+        for stream, frames in streams.items():
+            ctx.stream, ctx.seq = stream, seq
+            node.process({"frame": {"image": read_only(frames[seq]), "pts_ms": 200.0 * seq, "index": seq}}, ctx)
+    node.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.cam1.mp4", "demo.cam2.mp4"]
+    for stream, name in ((0, "cam1"), (1, "cam2")):
+        (count, fps), frames = read_video(tmp_path / f"demo.{name}.mp4")
+        assert (count, fps, len(frames)) == (6, 5.0, 6)
+        for got, sent, other in zip(frames, streams[stream], streams[1 - stream]):
+            own = np.abs(got.astype(np.int16) - sent).mean()
+            assert own < 4.0 and own < np.abs(got.astype(np.int16) - other).mean() / 3, name
+
+
+def test_images_write_a_subfolder_per_stream(tmp_path):
+    from nodes.sinks import ImageFolder
+
+    streams = _two_streams(3)
+    ctx = MultiContext({0: "cam1", 1: "cam2"})
+    node = ImageFolder({"path": str(tmp_path / "frames"), "pattern": "{seq:06d}.png", "quality": 90})
+    node.open(ctx)
+    for seq in range(3):
+        for stream, frames in streams.items():
+            ctx.stream, ctx.seq = stream, seq
+            node.process({"frame": {"image": read_only(frames[seq]), "pts_ms": 200.0 * seq, "index": seq}}, ctx)
+    node.close()
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["cam1", "cam2"]
+    for stream, name in ((0, "cam1"), (1, "cam2")):
+        names = sorted(p.name for p in (tmp_path / "frames" / name).iterdir())
+        assert names == ["000000.png", "000001.png", "000002.png"]
+        for seq in range(3):  # png: exactly the stream's own frame, not the other's with the same seq
+            assert np.array_equal(cv2.imread(str(tmp_path / "frames" / name / f"{seq:06d}.png")), streams[stream][seq])
+    # {source} in the path chooses the folder (no name added), and in the pattern too
+    named = ImageFolder({"path": str(tmp_path / "by_source" / "{source}"), "pattern": "{source}_{seq:06d}.png", "quality": 90})
+    ctx = MultiContext({0: "cam1", 1: "cam2"})
+    named.open(ctx)
+    ctx.stream = 1
+    named.process({"frame": read_only(streams[1][0])}, ctx)
+    named.close()
+    assert sorted(p.name for p in (tmp_path / "by_source").iterdir()) == ["cam1", "cam2"]  # both made at open
+    assert [p.name for p in (tmp_path / "by_source" / "cam2").iterdir()] == ["cam2_000000.png"]
+
+
+def test_render_keeps_bar_classes_per_stream():
+    """One camera's classes do not add bars to another's panel: stream 1's frame is drawn
+    exactly as by a render that only ever saw stream 1."""
+    from nodes.render import Render
+
+    params = {"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0}
+    (image,) = source_frames(30)
+    px = np.concatenate([REFERENCE[30], np.ones((33, 1), np.float32)], axis=1)
+    frame = {"image": read_only(image), "pts_ms": 6000.0, "index": 30}
+    mine = {"frame": frame, "landmarks": {"px": read_only(px), "width": WIDTH, "height": HEIGHT},
+            "scores": {"scores": {"squats_down": 7.0, "squats_up": 3.0}}}
+    others = dict(mine, scores={"scores": {"pushups_down": 9.0, "pushups_up": 1.0, "jumping_jack": 0.0}})
+    shared, ctx = Render(params), MultiContext({0: "cam1", 1: "cam2"})
+    shared.open(ctx)
+    ctx.stream = 0
+    shared.process(others, ctx)
+    ctx.stream = 1
+    got = shared.process(mine, ctx)["frame"]["image"].copy()
+    alone, ctx_alone = Render(params), FakeContext()
+    alone.open(ctx_alone)
+    ctx_alone.stream = 1
+    want = alone.process(mine, ctx_alone)["frame"]["image"]
+    assert np.array_equal(got, want)
+    assert shared.classes == {0: ["jumping_jack", "pushups_down", "pushups_up"], 1: ["squats_down", "squats_up"]}
+
+
+def test_two_cameras_into_the_sinks_give_one_video_folder_and_records_file_each(graph_run, tmp_path):
+    """Two sources (the clip twice; cam2's first three frame packets empty) into the video,
+    images and jsonl sinks of one graph, paths without placeholders: each sink writes one
+    output per camera, named after its source node."""
+    run = graph_run(f"""
+name: two-cameras
+nodes:
+  - id: cam1
+    {CLIP}
+  - id: cam2
+    {CLIP}
+    params: {{empty_frames: [0, 1, 2], no_person: [30]}}
+  - id: video
+    uses: video
+    params: {{path: TMP/out/demo.mp4}}
+    inputs: {{frame: [cam1/frame, cam2/frame]}}
+  - id: jpegs
+    uses: images
+    params: {{path: TMP/frames, pattern: "{{seq:06d}}.jpg"}}
+    inputs: {{frame: [cam1/frame, cam2/frame]}}
+  - id: records
+    uses: jsonl
+    params: {{path: TMP/out/records.jsonl}}
+    inputs: {{landmarks: [cam1/landmarks, cam2/landmarks], frame: [cam1/frame, cam2/frame]}}
+""")
+    assert run.wait(timeout=90) == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "demo.cam1.mp4", "demo.cam2.mp4", "records.cam1.jsonl", "records.cam2.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["cam1", "cam2"]
+    for name, empty, nobody in (("cam1", [], []), ("cam2", [0, 1, 2], [30])):
+        (count, fps), frames = read_video(tmp_path / "out" / f"demo.{name}.mp4")
+        assert count == FRAMES and len(frames) == FRAMES and fps == pytest.approx(5.0)
+        assert all(frames[i].max() <= 16 for i in empty)  # empty before any image: black, in its own file only
+        jpegs = sorted(p.name for p in (tmp_path / "frames" / name).iterdir())
+        assert jpegs == [f"{i:06d}.jpg" for i in range(FRAMES) if i not in empty]
+        records = run.records(f"out/records.{name}.jsonl")
+        assert [r["seq"] for r in records] == list(range(FRAMES)) and {r["source"] for r in records} == {name}
+        assert [r["seq"] for r in records if r["landmarks"] is None] == nobody
+        assert [r["seq"] for r in records if r["pts_ms"] is None] == empty
+    assert frames[5].mean() > 16  # cam2 has images after its empty start
 
 
 def test_a_render_with_two_consumers_drains(graph_run):

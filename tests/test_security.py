@@ -22,31 +22,39 @@ def make_keys(folder, *names):
     return folder
 
 
-def attacker(kind, address, curve_server_key=None):
-    sock = zmq.Context.instance().socket(kind)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve_server_key is not None:  # a CURVE client with a key pair the graph never saw
-        sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
-        sock.curve_serverkey = curve_server_key
-    monitor = sock.get_monitor_socket()
-    sock.connect(address)
-    return sock, monitor
+class Attacker:
+    """A hostile peer in its own ZeroMQ context, with a monitor on its connection."""
+
+    def __init__(self, kind, address, curve_server_key=None):
+        self.context = zmq.Context()
+        self.sock = self.context.socket(kind)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve_server_key is not None:  # a CURVE client with a key pair the graph never saw
+            self.sock.curve_publickey, self.sock.curve_secretkey = zmq.curve_keypair()
+            self.sock.curve_serverkey = curve_server_key
+        self.monitor = self.sock.get_monitor_socket()
+        self.sock.connect(address)
+
+    def events(self) -> set:
+        events = set()
+        while self.monitor.poll(0):
+            events.add(parse_monitor_message(self.monitor.recv_multipart())["event"])
+        return events
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(0)
+        self.sock.close(0)
+        self.context.term()
 
 
-def monitor_events(monitor) -> set:
-    events = set()
-    while monitor.poll(0):
-        events.add(parse_monitor_message(monitor.recv_multipart())["event"])
-    return events
-
-
-def inject(sock) -> None:
+def inject(attacker: Attacker) -> None:
     """What a hostile peer sends: a packet header for link 0 plus a frame, and garbage."""
     header = zmq.utils.jsonapi.dumps({"k": "d", "e": 0})
     for _ in range(20):
         try:
-            sock.send_multipart([header, b"\0" * 1000], zmq.NOBLOCK)
-            sock.send(b"\x93garbage", zmq.NOBLOCK)
+            attacker.sock.send_multipart([header, b"\0" * 1000], zmq.NOBLOCK)
+            attacker.sock.send(b"\x93garbage", zmq.NOBLOCK)
         except zmq.Again:
             pass
         time.sleep(0.02)
@@ -103,14 +111,14 @@ def test_a_peer_without_the_keys_can_inject_nothing(tmp_path):
     address = f"tcp://127.0.0.2:{47660 + HOP1_INBOX}"
 
     def attack():
-        plain, plain_monitor = attacker(zmq.PUSH, address)
-        curve, curve_monitor = attacker(zmq.PUSH, address, curve_server_key=server_key)
+        plain = Attacker(zmq.PUSH, address)
+        curve = Attacker(zmq.PUSH, address, curve_server_key=server_key)
         inject(plain)
         inject(curve)
         time.sleep(0.5)
-        events = (monitor_events(plain_monitor), monitor_events(curve_monitor))
-        plain.close(0)
-        curve.close(0)
+        events = (plain.events(), curve.events())
+        plain.close()
+        curve.close()
         return events
 
     records, hop1, (plain_events, curve_events) = _run_while_attacked(tmp_path, 47660, keys, attack)
@@ -125,10 +133,10 @@ def test_without_keys_the_same_injection_does_reach_the_node(tmp_path):
     address = f"tcp://127.0.0.2:{47680 + HOP1_INBOX}"
 
     def attack():
-        plain, _ = attacker(zmq.PUSH, address)
+        plain = Attacker(zmq.PUSH, address)
         inject(plain)
         time.sleep(0.3)
-        plain.close(0)
+        plain.close()
 
     records, hop1, _ = _run_while_attacked(tmp_path, 47680, None, attack)
     assert [r["seq"] for r in records] == list(range(150))

@@ -14,9 +14,10 @@ SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
 
 
 class Ctx:
-    """The two things these nodes read from the engine's context."""
+    """What these nodes read from the engine's context: the packet's stream, seq and capture time."""
 
-    def __init__(self):
+    def __init__(self, stream=0):
+        self.stream = stream
         self.capture_ns = 0
         self.seq = 0
 
@@ -173,3 +174,142 @@ def test_embed_knn_smooth_reps_graph_counts_the_clips_squats(graph_run):
         assert record["reps"] == {"reps": {"squats_down": counter.count}, "class": "squats_down", "entered": counter.entered}
     assert records[-1]["reps"]["reps"] == {"squats_down": 2} and records[-1]["reps"]["entered"] is True
     assert [r["reps"]["reps"]["squats_down"] for r in records[19:24]] == [1] * 5  # kept through the gap
+
+
+# ----- several streams through one node -----------------------------------------------------------
+def _clip_votes():
+    """KNN votes of every frame of the squats clip (Google's reference landmarks, ML Kit's samples)."""
+    clf = KnnClassifier(SAMPLES)
+    votes = []
+    for packet in squat_packets():
+        e, m = mlkit_embeddings(packet["px"])
+        votes.append(clf.classify_embedding(e.astype(np.float32), m.astype(np.float32)))
+    return votes
+
+
+def _interleave(node, streams, make_inputs, capture_ns=None):
+    """Feed `streams` ({stream id: [item, ...]}) to one open node, one item of each stream in
+    turn (streams of unequal length: the longer one goes on alone); outputs per stream."""
+    outs = {stream: [] for stream in streams}
+    for i in range(max(len(items) for items in streams.values())):
+        for stream, items in streams.items():
+            if i < len(items):
+                ctx = Ctx(stream)
+                ctx.seq = i
+                if capture_ns:
+                    ctx.capture_ns = capture_ns[stream](i)
+                outs[stream].append(node.process(make_inputs(items[i]), ctx))
+    return outs
+
+
+def _alone(make_node, items, make_inputs, stream, capture_ns=None):
+    """The same items through a fresh node that sees only that one stream."""
+    node = make_node()
+    node.open(Ctx(stream))
+    return _interleave(node, {stream: items}, make_inputs, capture_ns and {stream: capture_ns[stream]})[stream]
+
+
+def test_ema_smoothing_keeps_streams_apart():
+    """Two cameras into one `smooth`: each stream's scores are those of a node that saw only
+    that stream (a shared window would average one person's votes into the other's)."""
+    votes = _clip_votes()
+    streams = {0: [{"votes": v} for v in votes], 3: [None if i % 7 == 0 else {"votes": v} for i, v in enumerate(votes[::-1][:40])]}
+    inputs = lambda packet: {"votes": packet}
+    make = lambda: Smooth({"window": 10, "alpha": 0.2})
+    node = make()
+    node.open(Ctx())
+    outs = _interleave(node, streams, inputs)
+    for stream, items in streams.items():
+        assert outs[stream] == _alone(make, items, inputs, stream), f"stream {stream}"
+    # not trivially equal: the clip read forwards and backwards disagree most of the time
+    assert sum(a != b for a, b in zip(outs[0], outs[3])) > 30
+
+
+def test_reps_counts_each_stream_separately():
+    """Stream 0 is the whole clip (2 squats, in the third at the end), stream 1 the clip from
+    frame 16 with gaps: each count is its own, as if the node saw that stream alone."""
+    ema = EmaDictSmoothing()
+    scores = [{"scores": ema(v)} for v in _clip_votes()]
+    streams = {0: scores, 1: [None if 20 <= i < 24 else s for i, s in enumerate(scores[16:])]}
+    inputs = lambda packet: {"scores": packet}
+    make = lambda: Reps({"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0})
+    node = make()
+    node.open(Ctx())
+    outs = _interleave(node, streams, inputs)
+    for stream, items in streams.items():
+        assert outs[stream] == _alone(make, items, inputs, stream), f"stream {stream}"
+    assert outs[0][-1]["count"] == {"reps": {"squats_down": 2}, "class": "squats_down", "entered": True}
+    assert outs[1][-1]["count"]["reps"] == {"squats_down": 1}
+    # one shared counter would have counted every stream's exits together
+    shared = RepetitionCounter("squats_down")
+    for a, b in zip(streams[0], streams[1]):
+        shared(a["scores"]), shared(b["scores"] if b else {})
+    assert shared.count > 3
+
+
+def test_one_euro_keeps_streams_apart_with_their_own_clock():
+    """Landmarks of the clip at 5 frames/s on stream 0 and the clip backwards at 30 frames/s
+    on stream 2, interleaved: each stream is filtered as if alone, with dt from its own
+    capture times (not the gap to the other stream's frame), and a gap resets only its stream."""
+    packets = squat_packets({10})
+    streams = {0: packets, 2: packets[::-1][:30]}
+    clocks = {0: lambda i: 10**9 + i * 200_000_000, 2: lambda i: 5 * 10**9 + i * 33_333_333}
+    inputs = lambda packet: {"landmarks": packet}
+    make = lambda: OneEuro({"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0})
+    node = make()
+    node.open(Ctx())
+    outs = _interleave(node, streams, inputs, clocks)
+    for stream, items in streams.items():
+        alone = _alone(make, items, inputs, stream, clocks)
+        assert len(alone) == len(outs[stream])
+        for i, (got, want) in enumerate(zip(outs[stream], alone)):
+            if want == {}:
+                assert got == {}, (stream, i)
+                continue
+            for key in ("px", "norm", "world"):
+                assert np.array_equal(got["landmarks"][key], want["landmarks"][key]), (stream, i, key)
+    # the filter really works on both: output differs from input after the first frame
+    assert not np.array_equal(outs[0][3]["landmarks"]["px"], packets[3]["px"])
+    assert not np.array_equal(outs[2][3]["landmarks"]["px"], streams[2][3]["px"])
+
+
+TWO_CAMERAS = """
+name: two_cameras
+nodes:
+  - {id: cam1, uses: TESTS/pose_chain_nodes.py:SquatLandmarks, params: {gaps: [20, 21, 22]}}
+  - {id: cam2, uses: TESTS/pose_chain_nodes.py:SquatLandmarks, params: {gaps: [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 40]}}
+  - {id: embed, uses: embed, inputs: {landmarks: [cam1/landmarks, cam2/landmarks]}}
+  - {id: knn, uses: knn, inputs: {features: embed/features}}
+  - {id: smooth, uses: smooth, inputs: {votes: knn/votes}}
+  - {id: reps, uses: reps, params: {class_name: squats_down}, inputs: {scores: smooth/scores}}
+  - id: records
+    uses: jsonl
+    params: {path: TMP/out/chain.jsonl}
+    inputs: {votes: knn/votes, scores: smooth/scores, reps: reps/count}
+"""
+
+
+def test_two_cameras_through_one_chain_are_smoothed_counted_and_written_apart(graph_run):
+    """Two sources into one embed -> knn -> smooth -> reps -> jsonl graph: one file per
+    camera, named after its source, each equal to the chain run on that camera alone."""
+    run = graph_run(TWO_CAMERAS)
+    assert run.wait(timeout=90) == 0, run.stderr
+    assert sorted(p.name for p in (run.dir / "out").iterdir()) == ["chain.cam1.jsonl", "chain.cam2.jsonl"]
+    clf = KnnClassifier(SAMPLES)
+    cam2_gaps = {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 40}  # nobody during the first squat's way down
+    for name, gaps, reps in (("cam1", {20, 21, 22}, 2), ("cam2", cam2_gaps, 1)):
+        records = run.records(f"out/chain.{name}.jsonl")
+        assert [r["seq"] for r in records] == list(range(65)) and {r["source"] for r in records} == {name}
+        ema, counter = EmaDictSmoothing(), RepetitionCounter("squats_down")
+        for record, packet in zip(records, squat_packets(gaps)):
+            if packet is None:
+                ema({})
+                assert record["votes"] is None and record["smoothed"] is None
+            else:
+                e, m = mlkit_embeddings(packet["px"])
+                votes = clf.classify_embedding(e.astype(np.float32), m.astype(np.float32))
+                assert record["votes"] == votes
+                assert record["smoothed"] == pytest.approx(ema(votes), abs=1e-4)
+                counter(record["smoothed"])
+            assert record["reps"] == {"squats_down": counter.count}, (name, record["seq"])
+        assert counter.count == reps  # cam2 missed the first squat; cam1's does not count for it
