@@ -30,7 +30,7 @@ def draw_graph(spec: GraphSpec, path: str) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 3.2 * layers), max(3, 1.8 * height)))
     node_labels = {}
     for node_id, node in spec.nodes.items():
-        extra = f"\nx{node.replicas}" if node.replicas > 1 else ""
+        extra = (f"\nx{node.replicas}" if node.replicas > 1 else "") + (f"\n@{node.machine}" if node.machine else "")
         node_labels[node_id] = f"{node_id}\n[{node.uses}]{extra}"
     nx.draw_networkx_edges(graph, pos, ax=ax, arrows=True, arrowsize=18, node_size=4200, edge_color="#555")
     nx.draw_networkx_edge_labels(graph, pos, edge_labels=labels, ax=ax, font_size=8)

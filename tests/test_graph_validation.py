@@ -1039,3 +1039,21 @@ def test_cpus_must_name_cpus_of_this_machine(tmp_path):
     assert f"this machine has {os.cpu_count()}" in info.value.detail
     path.write_text("name: g\nnodes:\n  - id: source\n    uses: synthetic\n    cpus: [-1]\n")
     assert load_graph(path).nodes["source"].cpus == [os.cpu_count() - 1]
+
+
+def test_every_shipped_graph_passes_check(tmp_path):
+    """The graphs in graphs/ are examples users copy: each must validate as shipped."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    keys = tmp_path / "keys"
+    subprocess.run([sys.executable, str(ROOT / "runner.py"), "keys", str(keys)], check=True, capture_output=True, cwd=ROOT)
+    graphs = sorted((ROOT / "graphs").glob("*.yaml"))
+    assert len(graphs) >= 10
+    for graph in graphs:
+        extra = ["--keys", str(keys)] if "security:" in graph.read_text() else []
+        done = subprocess.run([sys.executable, str(ROOT / "runner.py"), "check", str(graph), *extra],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, (graph.name, done.stderr)
