@@ -357,6 +357,22 @@ def _table(value, key: str, digits: int | None):
     return {str(k): round(finite(v), digits) for k, v in table.items()}
 
 
+def _last_whole_record(path: str) -> int:
+    """The seq of the last complete line of a records file (-1 when none); a half-written
+    last line, left by a process killed mid-write, is cut off."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            f.truncate(end)
+        for line in reversed(data[:end].splitlines()):
+            try:
+                return int(json.loads(line)["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return -1
+
+
 class JsonLines(Node):
     """One JSON object per frame (the engine joins every wired input by stream and seq, so
     each call is one frame), in processing order:
@@ -369,9 +385,12 @@ class JsonLines(Node):
        packet has one (e.g. "unknown"), "reps": {class: count} or null when `reps` is not
        wired}
 
-    The file is truncated when the node opens (a run's records never mix with an older
-    run's), written line-buffered (a reader sees whole lines as they come) and flushed
-    and closed in close().
+    A stream's file is truncated when its first packet is seq 0 (a run's records never mix
+    with an older run's), written line-buffered (a reader sees whole lines as they come)
+    and flushed and closed in close(). A sink that starts mid-stream (it was restarted,
+    alone or with its whole machine) appends instead, after the last whole record the
+    earlier process wrote, and skips packets that record already covers: the file keeps
+    every seq exactly once, in order.
 
     One file per stream when several streams reach the sink (`{stream}`/`{source}` in the
     path as in `video`; with neither, out/records.jsonl -> out/records.cam1.jsonl), so
@@ -393,20 +412,22 @@ class JsonLines(Node):
 
     def open(self, ctx):
         self.files: dict[int, object] = {}  # stream id -> its open file
+        self.written: dict[int, int] = {}   # stream id -> last seq already in its file (resuming)
         self.multi = multi_stream_of(ctx)
-        if self.multi:
-            for stream, name in sorted(ctx.stream_names.items()):
-                _prepare_file(stream_path(self.params["path"], stream, name, True))
-            return
-        self.files[ctx.stream] = self._open(stream_path(self.params["path"], ctx.stream, stream_name_of(ctx)))
+        streams = sorted(ctx.stream_names.items()) if self.multi else [(ctx.stream, stream_name_of(ctx))]
+        for stream, name in streams:  # every file is checked here; each is opened on its first packet
+            _prepare_file(stream_path(self.params["path"], stream, name, self.multi))
 
-    @staticmethod
-    def _open(path: str):
-        _prepare_file(path)
+    def _open(self, path: str, stream: int, seq: int):
+        """Truncate for a stream that starts at its beginning; append after the last whole
+        record when this process joins a stream an earlier one had begun."""
         try:
+            if seq > 0 and os.path.exists(path):
+                self.written[stream] = _last_whole_record(path)
+                return open(path, "a", buffering=1, encoding="utf-8")
             return open(path, "w", buffering=1, encoding="utf-8")
         except OSError as exc:
-            raise NodeOpenError(f"cannot write {path!r}: {exc.strerror or exc}", field="params.path") from None
+            raise OSError(f"cannot write {path!r}: {exc.strerror or exc}") from None
 
     def _file(self, ctx):
         out = self.files.get(ctx.stream)
@@ -414,10 +435,7 @@ class JsonLines(Node):
             if not self.multi and self.files:  # one file for the run when streams were not announced
                 return next(iter(self.files.values()))
             path = stream_path(self.params["path"], ctx.stream, stream_name_of(ctx), self.multi)
-            try:
-                out = self.files[ctx.stream] = self._open(path)
-            except NodeOpenError as exc:
-                raise OSError(str(exc)) from None
+            out = self.files[ctx.stream] = self._open(path, ctx.stream, ctx.seq)
         return out
 
     def process(self, inputs, ctx):
@@ -439,7 +457,10 @@ class JsonLines(Node):
             "label": inputs["votes"].get("label") if isinstance(inputs.get("votes"), dict) else None,
             "reps": _table(inputs.get("reps"), "reps", None) if "reps" in inputs else None,
         }
-        self._file(ctx).write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        out = self._file(ctx)
+        if ctx.seq <= self.written.get(ctx.stream, -1):
+            return None  # the earlier process wrote this one before it went
+        out.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
         return None
 
     def close(self):

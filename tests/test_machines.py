@@ -150,3 +150,23 @@ def test_a_port_already_taken_stops_the_machine_with_the_node_and_field(tmp_path
         squatter.close(0)
     errors = [line for line in run.output.splitlines() if line.startswith("error:")]
     assert errors == ["error: node 'hop1' field 'port': cannot set up its sockets: Address already in use (addr='tcp://127.0.0.2:47602')"]
+
+
+def test_restarting_the_last_machine_keeps_every_record_once_in_its_file(tmp_path):
+    """The jsonl sink's machine dies mid-stream: the new sink appends after the last whole
+    record, and the file still holds every seq exactly once, in order."""
+    graph = spread_graph(tmp_path, 47740, count=300, fps=60)
+    graph.write_text(graph.read_text().replace(
+        f"uses: null, machine: sink, params: {{record: {tmp_path / 'sink.jsonl'}}}",
+        f"uses: jsonl, machine: sink, params: {{path: {tmp_path / 'records.jsonl'}}}"))
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    runs = [MachineRun(tmp_path, graph, m, hosts) for m in ("edge", "gpu")]
+    sink = MachineRun(tmp_path, graph, "sink", hosts)
+    wait_for_lines(tmp_path / "records.jsonl", 80, runs + [sink])
+    sink.proc.kill()
+    sink.wait()
+    time.sleep(1.0)
+    assert len(read_records(tmp_path / "records.jsonl")) < 300
+    again = MachineRun(tmp_path, graph, "sink", hosts, tag="-again")
+    assert [r.wait() for r in runs + [again]] == [0, 0, 0], "\n".join(r.output for r in runs + [again])
+    assert [r["seq"] for r in read_records(tmp_path / "records.jsonl")] == list(range(300))
