@@ -95,7 +95,29 @@ class Supervisor:
         proc.popen = subprocess.Popen([sys.executable, "-m", "posegraph.worker", proc.config_path, str(proc.incarnation)],
                                       env=env, stdin=subprocess.DEVNULL)
 
+    def _claim_shared_memory(self) -> None:
+        """Mark this run's pools as ours (a pid file), and remove the pools of earlier runs
+        whose runner is gone: a runner killed with SIGKILL (a machine restarted) cannot
+        clean up after itself, so the next one on this computer does."""
+        for owner in glob.glob(os.path.join(SHM_DIR, "pg-*.owner")):
+            try:
+                pid = int(Path(owner).read_text())
+            except (OSError, ValueError):
+                continue
+            if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                run_id = os.path.basename(owner)[3:-len(".owner")]
+                for path in glob.glob(os.path.join(SHM_DIR, f"pg-{run_id}-*")) + [owner]:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+        try:
+            Path(SHM_DIR, f"pg-{self.run_id}.owner").write_text(str(os.getpid()))
+        except OSError:
+            pass
+
     def _start_all(self) -> None:
+        self._claim_shared_memory()
         control = f"ipc://{self.run_dir}/control"
         self.zctx = zmq.Context()
         self.control = self.zctx.socket(zmq.PULL)
@@ -392,7 +414,7 @@ class Supervisor:
     def _cleanup(self) -> None:
         if getattr(self, "zctx", None):
             self.zctx.destroy(linger=0)
-        for path in glob.glob(os.path.join(SHM_DIR, f"pg-{self.run_id}-*")):
+        for path in glob.glob(os.path.join(SHM_DIR, f"pg-{self.run_id}-*")) + [os.path.join(SHM_DIR, f"pg-{self.run_id}.owner")]:
             try:
                 os.unlink(path)
             except OSError:

@@ -170,3 +170,26 @@ def test_restarting_the_last_machine_keeps_every_record_once_in_its_file(tmp_pat
     again = MachineRun(tmp_path, graph, "sink", hosts, tag="-again")
     assert [r.wait() for r in runs + [again]] == [0, 0, 0], "\n".join(r.output for r in runs + [again])
     assert [r["seq"] for r in read_records(tmp_path / "records.jsonl")] == list(range(300))
+
+
+def test_a_runner_removes_shared_memory_left_by_a_killed_runner(tmp_path, graph_run):
+    """A runner killed with SIGKILL cannot unlink its pools; the next runner here does."""
+    import glob
+    import os
+
+    victim = graph_run("""
+name: victim
+nodes:
+  - {id: source, uses: synthetic, params: {width: 640, height: 480, count: 0, fps: 30}}
+  - {id: sink, uses: null, params: {record: TMP/sink.jsonl}, inputs: {frame: source/frame}}
+""")
+    victim.wait_for_records(5)
+    owners = {p: open(p).read() for p in glob.glob("/dev/shm/pg-*.owner")}
+    run_id = next(os.path.basename(p)[3:-6] for p, pid in owners.items() if int(pid) == victim.proc.pid)
+    assert glob.glob(f"/dev/shm/pg-{run_id}-*")
+    victim.kill()  # SIGKILL: its pools stay behind
+    time.sleep(0.5)
+    assert glob.glob(f"/dev/shm/pg-{run_id}-*")
+    later = MachineRun(tmp_path, spread_graph(tmp_path, 47760, count=5), None, None)
+    assert later.wait() == 0, later.output
+    assert glob.glob(f"/dev/shm/pg-{run_id}*") == []
