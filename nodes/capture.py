@@ -167,12 +167,17 @@ class Capture(Node):
         self.failures = 0
         self.period = 1.0 / self.params["fps"] if self.params["fps"] and self.kind in ("file", "folder") else 0.0
         self.next_time = time.monotonic()
-        if ctx.resume_seq:  # restarted mid-stream: continue where the last process stopped
-            start = ctx.resume_seq * (self.params["skip"] + 1)
-            if self.kind in ("file", "folder") and self.total:
-                self.reader.seek(start % self.total if self.params["loop"] else start)
-            self.index = start
-            ctx.log(f"resuming at frame {start}")
+        self.started = False
+
+    def _resume(self, ctx) -> None:
+        """A source asked for a first seq above 0 was restarted mid-stream (alone or with
+        its machine): continue the file where the stream stands instead of replaying it."""
+        start = ctx.seq * (self.params["skip"] + 1)
+        if self.kind in ("file", "folder") and self.total:
+            self.reader.seek(start % self.total if self.params["loop"] else start)
+        self.index = start
+        self.emitted = ctx.seq
+        ctx.log(f"resuming at frame {start}")
 
     def _output_shape(self, shape):
         h, w = shape[:2]
@@ -198,6 +203,10 @@ class Capture(Node):
         return (self.total or self.index) * 1000.0 / fps
 
     def process(self, inputs, ctx):
+        if not self.started:
+            self.started = True
+            if ctx.seq:
+                self._resume(ctx)
         skip = self.params["skip"]
         out = ctx.alloc("frame", self.out_shape, np.uint8, name="image")
         while True:

@@ -142,6 +142,7 @@ class OutLink:
         self.socket = socket
         self.ready = False
         self.consumer_inc = None
+        self.resume_hint: dict[int, int] = {}  # stream -> the seq the consumer expects next (from its hello)
         self.outstanding: collections.OrderedDict = collections.OrderedDict()  # (s, q) -> Entry
         self.unconsumed = 0
         self.eos: dict[int, list] = {}  # stream -> frames of the EOS message sent
@@ -356,17 +357,18 @@ class Runtime:
                 self.bad += 1
                 continue
             if msg[0] == wire.BACK_HELLO:
-                self._on_hello(msg[1], msg[2])
+                self._on_hello(msg[1], msg[2], msg[4] if len(msg) > 4 else [])
             else:
                 for ack in msg[1:]:
                     self._on_ack(*ack)
 
-    def _on_hello(self, consumer: str, incarnation: int) -> None:
+    def _on_hello(self, consumer: str, incarnation: int, hints: list) -> None:
         links = self.links_by_consumer.get(consumer)
         if not links:
             self.bad += 1
             return
         for link in links:
+            link.resume_hint = {stream: seq for stream, seq in hints}
             restarted = link.consumer_inc is not None and link.consumer_inc != incarnation
             link.consumer_inc = incarnation
             link.ready = True
@@ -644,8 +646,6 @@ class Runtime:
 
     def _run_source(self) -> None:
         stream = self.config["stream"]
-        seq = int(self.state[stream])
-        self.ctx.resume_seq = seq
         limit = self.config["max_frames"]
         go = os.path.join(self.config["run_dir"], "go")
         while not os.path.exists(go) and not self.stop_requested:  # the runner: every node is open
@@ -653,6 +653,12 @@ class Runtime:
         for link in self.out_links.values():
             while not link.ready and not self.stop_requested:
                 self._pump(0.02)
+        # Where to start: where this source got to (its state file, kept across restarts
+        # by this runner), or, on a machine whose runner was restarted, the first seq any
+        # consumer still lacks (their hellos say; the lowest, so nothing is skipped).
+        hints = [link.resume_hint.get(stream, 0) for link in self.out_links.values()]
+        seq = max(int(self.state[stream]), min(hints) if hints else 0)
+        self.ctx.resume_seq = seq
         while not self.stop_requested and not (limit and seq >= limit):
             for link in self.out_links.values():  # capture only when the frame can go out at once,
                 if link.carries(stream, seq):  # so its timestamp is fresh
@@ -753,8 +759,9 @@ class Runtime:
         if link is None or header["f"] >= len(link.producers):
             raise wire.WireError("message for a link this node does not have")
         kind = header["k"]
-        if kind == wire.KIND_ANNOUNCE:
-            link.producers[header["f"]].send(wire.pack([wire.BACK_HELLO, self.name, self.inc, self.replica]), zmq.NOBLOCK)
+        if kind == wire.KIND_ANNOUNCE:  # a producer (re)started: say where each of its streams stands here
+            hints = [[stream, seq] for stream, seq in self.next_seq[link.port].items()]
+            link.producers[header["f"]].send(wire.pack([wire.BACK_HELLO, self.name, self.inc, self.replica, hints]), zmq.NOBLOCK)
             return
         if kind == wire.KIND_EOS:
             self._on_eos(link, header)

@@ -156,7 +156,7 @@ def inline_array(spec: list, buffer) -> np.ndarray:
 def decode_back(raw: bytes | memoryview) -> list:
     """Parse and check a back-channel message: a hello, or a batch of acks.
 
-    ["h", consumer instance, consumer incarnation, consumer replica]
+    ["h", consumer instance, consumer incarnation, consumer replica(, [[stream, next seq expected], ...])]
     ["b", [link, stream, seq, flags, producer incarnation], ...]
     """
     if len(raw) > 64 * 1024:
@@ -167,9 +167,12 @@ def decode_back(raw: bytes | memoryview) -> list:
         raise WireError(f"back message is not msgpack ({type(exc).__name__})") from None
     if not isinstance(msg, list) or not msg:
         raise WireError("back message is not a list")
-    if msg[0] == BACK_HELLO and len(msg) == 4 and isinstance(msg[1], str):
+    if msg[0] == BACK_HELLO and len(msg) in (4, 5) and isinstance(msg[1], str):
         _check_int(msg[2], "consumer incarnation", 0, 1 << 30)
         _check_int(msg[3], "consumer replica", 0, 1 << 16)
+        if len(msg) == 5 and not (isinstance(msg[4], list) and len(msg[4]) <= 1 << 16 and all(
+                isinstance(h, list) and len(h) == 2 and all(type(v) is int and 0 <= v < 1 << 62 for v in h) for h in msg[4])):
+            raise WireError("hello hints must be [[stream, next seq], ...]")
         return msg
     if msg[0] == BACK_ACK and len(msg) >= 2:
         for ack in msg[1:]:

@@ -164,3 +164,22 @@ def test_a_stream_url_is_read_like_a_file(graph_run, tmp_path):
         server.shutdown()
     assert code == 0, run.stderr
     assert [(f["left"], f["right"]) for f in frames] == expected  # every frame, as decoded from the file
+
+
+def test_a_capture_killed_mid_file_resumes_at_the_frame_the_stream_reached(graph_run):
+    """SIGKILL of the capture process: its restart seeks to where the stream stands, so
+    every seq still carries its own frame of the file, once."""
+    import os
+    import signal
+
+    run = graph_run(GRAPH.format(params=json.dumps({"source": str(CLIP), "fps": 20})))
+    run.wait_for_records(20, "frames.jsonl")
+    pid, _ = run.worker_pid("camera.0")
+    os.kill(pid, signal.SIGKILL)
+    assert run.wait() == 0, run.stderr
+    frames = run.records("frames.jsonl")
+    assert [f["seq"] for f in frames] == list(range(65))
+    assert [f["index"] for f in frames] == list(range(65))
+    assert "resuming at frame" in run.stderr
+    reference = clip_frames()
+    assert [(f["left"], f["right"]) for f in frames] == [halves(r) for r in reference]

@@ -193,3 +193,22 @@ nodes:
     later = MachineRun(tmp_path, spread_graph(tmp_path, 47760, count=5), None, None)
     assert later.wait() == 0, later.output
     assert glob.glob(f"/dev/shm/pg-{run_id}*") == []
+
+
+def test_restarting_the_source_machine_resumes_where_the_consumers_stand(tmp_path):
+    """The edge machine dies mid-stream. The consumers' hellos tell its new source the
+    first seq they still lack, so it starts there (not at 0) and nothing is doubled."""
+    graph = spread_graph(tmp_path, 47780, count=300, fps=60)
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    runs = [MachineRun(tmp_path, graph, m, hosts) for m in ("gpu", "sink")]
+    edge = MachineRun(tmp_path, graph, "edge", hosts)
+    wait_for_lines(tmp_path / "sink.jsonl", 80, runs + [edge])
+    edge.proc.kill()
+    edge.wait()
+    time.sleep(1.0)
+    assert len(read_records(tmp_path / "sink.jsonl")) < 300
+    again = MachineRun(tmp_path, graph, "edge", hosts, tag="-again")
+    assert [r.wait() for r in runs + [again]] == [0, 0, 0], "\n".join(r.output for r in runs + [again])
+    records = read_records(tmp_path / "sink.jsonl")
+    assert [r["seq"] for r in records] == list(range(300)) and all(r["stamp_ok"] for r in records)
+    assert 0 < again.metrics["nodes"]["source"]["frames_out"] <= 300 - 80  # resumed, not replayed
