@@ -84,6 +84,16 @@ class Context:
         """Frames per second of every node in the graph, as the runner last saw them (for overlays)."""
         return self._runtime.graph_fps()
 
+    def graph_metrics(self) -> dict:
+        """The runner's live table as data, refreshed once a second:
+        {"graph", "machine", "nodes": {id: {fps, frames_in, proc_ms_p50, ...}}, "kinds": {id: kind}}."""
+        return self._runtime.graph_metrics()
+
+    @property
+    def graph_file(self) -> str:
+        """The graph's YAML file (e.g. to draw the graph)."""
+        return self._runtime.config["graph"]
+
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the metrics (e.g. frames without a person)."""
         self.counters[name] = self.counters.get(name, 0) + n
@@ -577,6 +587,18 @@ class Runtime:
                 pass
             self._graph_fps = (fps, now)
         return fps
+
+    def graph_metrics(self) -> dict:
+        cached, read_at = getattr(self, "_graph_metrics", ({}, 0.0))
+        now = time.monotonic()
+        if now - read_at >= 1.0:
+            try:
+                with open(os.path.join(self.config["run_dir"], "metrics.live.json")) as f:
+                    cached = json.load(f)
+            except (OSError, ValueError):
+                pass
+            self._graph_metrics = (cached, now)
+        return cached
 
     def _timed_process(self, inputs: dict, stream: int, seq: int, t: int):
         ctx = self.ctx

@@ -307,6 +307,10 @@ class Supervisor:
         tmp = Path(self.run_dir, "fps.json.tmp")
         tmp.write_text(json.dumps({n: m["fps"] for n, m in nodes.items()}))  # steadier than the last second
         tmp.replace(Path(self.run_dir, "fps.json"))
+        tmp = Path(self.run_dir, "metrics.live.json.tmp")  # the whole table, for nodes that show it (web)
+        tmp.write_text(json.dumps({"graph": self.spec.name, "machine": self.machine, "nodes": nodes,
+                                   "kinds": {n: self.spec.nodes[n].uses for n in nodes}}))
+        tmp.replace(Path(self.run_dir, "metrics.live.json"))
         progress = self._progress()
         if live is not None:
             from rich.console import Group
