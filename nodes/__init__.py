@@ -26,4 +26,5 @@ BUILTIN_KINDS = {
     "video": "nodes.sinks:VideoFile",
     "images": "nodes.sinks:ImageFolder",
     "jsonl": "nodes.sinks:JsonLines",
+    "web": "nodes.web:Web",
 }
