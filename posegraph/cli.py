@@ -20,7 +20,8 @@ USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--durati
        runner.py extract CLIPS_ROOT -o DATA.npz          landmark sequences of labelled clips
        runner.py import-sequences FORMAT PATH -o DATA.npz
        runner.py train-lstm DATA.npz -o MODEL_DIR
-       runner.py dtw-templates --clips ROOT -o TEMPLATES.npz   (see --help of each)"""
+       runner.py dtw-templates --clips ROOT -o TEMPLATES.npz   (see --help of each)
+       runner.py serve [--host 127.0.0.1] [--port 8000] [--max-upload-mb 200] [--jobs-dir out/web_jobs]   web app: upload a video, see the result"""
 
 # commands that are tools of the node kinds rather than of the engine: name -> "module:function"
 TOOLS = {
@@ -29,6 +30,7 @@ TOOLS = {
     "import-sequences": "nodes.sequence_import:main",
     "train-lstm": "nodes.lstm_train:main",
     "dtw-templates": "nodes.dtw_record:main",
+    "serve": "webapp.server:main",
 }
 
 

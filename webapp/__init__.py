@@ -1,0 +1,6 @@
+"""A local web app around the pose graphs: upload a video, run a graph on it, see the result.
+
+`python runner.py serve`: server.py (HTTP routes), jobs.py (the job queue: one worker thread,
+one runner subprocess at a time), uploads.py (what an upload must be), timeline.py (the SVG
+timeline of a result), pages.py (the HTML, with no external assets).
+"""
