@@ -44,3 +44,59 @@ def test_live_view_of_the_running_demo_graph_shows_frames_arriving(page, tmp_pat
     finally:
         runner.terminate()
         runner.wait(timeout=15)
+
+
+def _serve(tmp_path):
+    from test_webapp import Server
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    return Server(jobs)
+
+
+def test_upload_in_the_browser_plays_the_annotated_video_with_a_squat_timeline(page, tmp_path):  # noqa: F811
+    import json
+
+    from test_webapp import CLIP
+
+    server = _serve(tmp_path)
+    try:
+        page.goto(server.url + "/")
+        page.set_input_files("#file", str(CLIP))
+        page.select_option("#graph", "knn")
+        page.click("#upload")
+        page.wait_for_url("**/jobs/*", timeout=60000)
+        page.wait_for_function("document.querySelector('#progress') && document.querySelector('#progress').textContent.trim() == '100%'",
+                               timeout=180000)
+        page.wait_for_selector("#result-video", timeout=30000)
+        page.screenshot(path=str(ARTIFACTS / "upload_result.png"), full_page=True)
+        page.wait_for_function("document.querySelector('#result-video').readyState >= 1", timeout=30000)
+        duration = page.evaluate("document.querySelector('#result-video').duration")
+        assert 12.0 < duration < 14.0  # 65 frames at the clip's 5 frames/s
+        page.evaluate("document.querySelector('#result-video').muted = true; document.querySelector('#result-video').play()")
+        page.wait_for_function("document.querySelector('#result-video').currentTime > 0.5", timeout=20000)  # it plays
+        assert "squats_down" in page.text_content("#timeline")
+        job_id = page.url.rstrip("/").rsplit("/", 1)[1]
+        records = [json.loads(line) for line in (server.jobs_dir / job_id / "records.jsonl").read_text().splitlines()]
+        shown = {cell.get_attribute("data-class"): int(cell.inner_text()) for cell in page.locator("td.reps-count").all()}
+        assert shown == records[-1]["reps"] == {"squats_down": 2}
+    finally:
+        server.stop()
+
+
+def test_the_browser_page_refuses_a_text_file_renamed_mp4(page, tmp_path):  # noqa: F811
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("these are not the frames you are looking for\n" * 100)
+    server = _serve(tmp_path)
+    try:
+        page.goto(server.url + "/")
+        page.set_input_files("#file", str(fake))
+        page.click("#upload")
+        page.wait_for_function("document.querySelector('#error').textContent.trim().length > 0", timeout=30000)
+        message = page.inner_text("#error")
+        page.screenshot(path=str(ARTIFACTS / "upload_refused.png"), full_page=True)
+        assert "not a video" in message.lower()
+        assert list((server.jobs_dir).iterdir()) == []  # nothing kept
+        assert page.url.rstrip("/") == server.url  # still on the upload page
+    finally:
+        server.stop()
