@@ -99,7 +99,15 @@ class PerPerson:
             if stream == ctx.stream and pid != 0 and ctx.seq - last > self.PERSON_TIMEOUT:
                 del seen[stream, pid]
                 self.retire_person((stream, pid))
+        multi = self.__dict__.setdefault("_people_multi", set())
+        if any(pid != 0 for pid in present) and ctx.stream not in multi:
+            multi.add(ctx.stream)  # tracked people from now on: the single-person slot goes
+            if seen.pop((ctx.stream, 0), None) is not None:
+                self.retire_person((ctx.stream, 0))
+            missing = [pid for pid in missing if pid != 0]
         ids = present + sorted(missing)
+        if not ids and ctx.stream not in multi:
+            ids = [0]  # nobody yet: called with None, exactly as a single-person node always was
         results: dict[str, list] = {}
         for person_id in ids:
             one = {name: people.get(person_id, people.get(0) if len(people) == 1 else None) for name, people in per_port.items()}
