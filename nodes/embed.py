@@ -23,6 +23,7 @@ import numpy as np
 from posegraph import Node, Param
 
 from . import landmarks as lm
+from .per_person import PersonNode, skip_person
 
 _B = lm.BLAZEPOSE33
 _L_HIP, _R_HIP = lm.index("left_hip"), lm.index("right_hip")
@@ -193,26 +194,39 @@ def landmarks_of(packet) -> tuple[np.ndarray, str] | None:
     return px, packet.get("layout") or lm.layout_of(px)
 
 
-class Embed(Node):
-    """Landmarks -> features (see the module doc); stateless, so it can be replicated."""
+class Embed(PersonNode, Node):
+    """Landmarks -> features (see the module doc); stateless, so it can be replicated.
 
-    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py); None when no person"}
-    OUTPUTS = {"features": "{'vector': float32, 'kind': str, mlkit: 'embedding' and 'mirrored' float32 23 x 3}"}
+    Per person (nodes/people.py): a multi-person landmarks packet gives a multi-person
+    features packet with the same ids; one person (no "ids") works exactly as before.
+
+    Layouts: `angles` and `keypoints` work on every layout (BlazePose-33, COCO-17,
+    OpenPose-18: they use the COCO-17 points all of them have). `mlkit` needs BlazePose-33's
+    33 points (the ML Kit samples are BlazePose poses): a person with another layout is
+    skipped on that frame (no features for them), counted as `wrong_layout` and reported
+    once in the log; the upstream layout is not known at open, so this is checked per frame.
+    """
+
+    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py), one or several people; None when no person"}
+    OUTPUTS = {"features": "{'vector': float32, 'kind': str, mlkit: 'embedding' and 'mirrored' float32 23 x 3}, per person"}
     PARAMS = {"kind": Param("mlkit", choices=("mlkit", "angles", "keypoints"),
-                            help="mlkit: ML Kit embedding (for knn); angles: joint angles in radians; keypoints: body-normalised COCO x,y")}
+                            help="mlkit: ML Kit embedding (for knn, blazepose33 only); angles: joint angles in radians; "
+                                 "keypoints: body-normalised COCO x,y (angles and keypoints: any layout)")}
     STATEFUL = False
 
     def open(self, ctx):
         self.kind = self.params["kind"]
 
-    def process(self, inputs, ctx):
+    def process_person(self, inputs, ctx, key):
         found = landmarks_of(inputs["landmarks"])
         if found is None:
             return {}
         px, layout = found
         if self.kind == "mlkit":
-            if layout != lm.BLAZEPOSE33:
-                raise ValueError(f"kind 'mlkit' needs blazepose33 landmarks, got layout {layout!r}")
+            if layout != lm.BLAZEPOSE33 or np.shape(px)[0] != 33:
+                skip_person(self, ctx, "wrong_layout", f"embed kind 'mlkit' needs blazepose33 landmarks, got {layout!r}: "
+                                                       "such people get no features (kinds angles and keypoints work on any layout)")
+                return {}
             embedding, mirrored = mlkit_embeddings(px)
             embedding = embedding.astype(np.float32)
             return {"features": {"vector": embedding.reshape(-1), "kind": "mlkit",

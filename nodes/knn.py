@@ -33,6 +33,7 @@ from posegraph import Node, NodeOpenError, Param
 
 from .embed import FLIP_X, mlkit_embedding
 from .paths import resolve_path
+from .per_person import PersonNode
 
 BUNDLED_SAMPLES = "data/mlkit/fitness_pose_samples.csv"
 N_COLUMNS = 2 + 33 * 3
@@ -292,11 +293,17 @@ def leave_one_out_accuracy(classifier: KnnClassifier) -> float:
     return hits / len(classifier)
 
 
-class Knn(Node):
-    """Features (kind mlkit) -> votes of ML Kit's KNN over a samples CSV. Stateless."""
+class Knn(PersonNode, Node):
+    """Features (kind mlkit) -> votes of ML Kit's KNN over a samples CSV. Stateless.
 
-    INPUTS = {"features": "features packet of embed with kind mlkit; None when no person"}
-    OUTPUTS = {"votes": "{'votes': {class: count among the top_n_by_mean}}; None when no person"}
+    Per person (nodes/people.py): every person of a multi-person features packet is
+    classified on their own and the votes packet carries the same ids. ML Kit features
+    exist for BlazePose-33 landmarks only, so people of a COCO-17 pose model get no votes
+    (embed skips them; use lstm or dtw with COCO-17).
+    """
+
+    INPUTS = {"features": "features packet of embed with kind mlkit, one or several people; None when no person"}
+    OUTPUTS = {"votes": "{'votes': {class: count among the top_n_by_mean}}, per person; None when no person"}
     PARAMS = {
         "samples": Param(BUNDLED_SAMPLES, help="ML Kit samples CSV; relative paths: from the current directory, else the project root"),
         "top_n_by_max": Param(30, min=1, help="samples kept by the max-distance stage"),
@@ -311,7 +318,7 @@ class Knn(Node):
         except SamplesError as exc:
             raise NodeOpenError(str(exc), field="params.samples") from None
 
-    def process(self, inputs, ctx):
+    def process_person(self, inputs, ctx, key):
         features = inputs["features"]
         if features is None:
             return {}

@@ -14,6 +14,8 @@ import numpy as np
 
 from posegraph import Node, Param
 
+from .per_person import PersonNode, PersonStates
+
 
 class EmaDictSmoothing:
     """Exponential moving average of {class: value} dicts over a sliding window.
@@ -47,15 +49,17 @@ class EmaDictSmoothing:
         self.frames.clear()
 
 
-class Smooth(Node):
+class Smooth(PersonNode, Node):
     """Votes -> EMA-smoothed scores (same scale as the votes: 0..top_n_by_mean).
 
-    One window per stream (ctx.stream): with several cameras feeding one graph, a shared
-    window would average one person's votes into another's.
+    One window per person of each stream (key (ctx.stream, person id), nodes/people.py):
+    with several cameras, or several people in one camera, a shared window would average
+    one person's votes into another's. A person missing from a frame ages their window as
+    a frame without a person does; one person (no "ids") is person 0, as before.
     """
 
-    INPUTS = {"votes": "votes packet of knn; None when no person"}
-    OUTPUTS = {"scores": "{'scores': {class: smoothed votes}}; None when no person"}
+    INPUTS = {"votes": "votes packet of knn, one or several people; None when no person"}
+    OUTPUTS = {"scores": "{'scores': {class: smoothed votes}}, per person; None when no person"}
     PARAMS = {
         "window": Param(10, min=1, max=10000, help="frames in the averaging window"),
         "alpha": Param(0.2, min=0.0, max=1.0, help="weight decay per frame back: (1 - alpha)^k"),
@@ -63,17 +67,20 @@ class Smooth(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        self.filters: dict[int, EmaDictSmoothing] = {}  # stream id -> its window
+        self.filters: dict = PersonStates()  # (stream id, person id) -> their window
 
-    def process(self, inputs, ctx):
-        ema = self.filters.get(ctx.stream)
+    def process_person(self, inputs, ctx, key):
+        ema = self.filters.get(key)
         if ema is None:
-            ema = self.filters[ctx.stream] = EmaDictSmoothing(self.params["window"], self.params["alpha"])
+            ema = self.filters[key] = EmaDictSmoothing(self.params["window"], self.params["alpha"])
         packet = inputs["votes"]
         if packet is None:
             ema({})  # as the write-up: no person still ages the window
             return {}
         return {"scores": {"scores": ema(packet.get("votes") or {})}}
+
+    def retire_person(self, key):
+        self.filters.pop(key, None)
 
 
 # ----- One Euro ------------------------------------------------------------------------------
@@ -142,7 +149,7 @@ class _OneEuroStream:
         self.last_ns = None
 
 
-class OneEuro(Node):
+class OneEuro(PersonNode, Node):
     """Landmarks -> the same packet with px, norm and world One-Euro filtered.
 
     px and world are filtered (x, y, z; visibility passes through) with derivatives
@@ -153,11 +160,14 @@ class OneEuro(Node):
     instead of being dragged from where the last one was. Filters and frame times are kept
     per stream (ctx.stream): one camera's landmarks must not pull another's, and dt is the
     spacing of that stream's own frames, not of frames interleaved from other streams.
+    With several people (nodes/people.py) filters and clock are kept per (stream, person
+    id); a person missing from a frame is reset like a frame without a person. Any layout
+    (BlazePose-33, COCO-17 without world, ...) is filtered.
     Defaults are MediaPipe's pose landmark filter (min_cutoff 0.05 Hz, beta 80, d_cutoff 1 Hz).
     """
 
-    INPUTS = {"landmarks": "landmarks packet; None when no person"}
-    OUTPUTS = {"landmarks": "the landmarks packet, filtered; None when no person"}
+    INPUTS = {"landmarks": "landmarks packet, one or several people; None when no person"}
+    OUTPUTS = {"landmarks": "the landmarks packet, filtered, per person; None when no person"}
     PARAMS = {
         "min_cutoff": Param(0.05, min=1e-6, help="cutoff (Hz) when still: lower = smoother, more lag"),
         "beta": Param(80.0, min=0.0, help="cutoff increase per unit of speed (body sizes / s): higher = less lag"),
@@ -167,14 +177,17 @@ class OneEuro(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        self.streams: dict[int, _OneEuroStream] = {}  # stream id -> its filters and clock
+        self.streams: dict = PersonStates()  # (stream id, person id) -> their filters and clock
 
-    def _stream(self, stream: int) -> "_OneEuroStream":
-        state = self.streams.get(stream)
+    def _stream(self, key) -> "_OneEuroStream":
+        state = self.streams.get(key)
         if state is None:
             p = self.params
-            state = self.streams[stream] = _OneEuroStream(p["min_cutoff"], p["beta"], p["d_cutoff"])
+            state = self.streams[key] = _OneEuroStream(p["min_cutoff"], p["beta"], p["d_cutoff"])
         return state
+
+    def retire_person(self, key):
+        self.streams.pop(key, None)
 
     def _dt(self, state: "_OneEuroStream", capture_ns: int) -> float:
         if self.params["fps"] > 0:
@@ -184,8 +197,8 @@ class OneEuro(Node):
         state.last_ns = capture_ns or state.last_ns
         return state.last_dt  # equal or missing times: keep the last step
 
-    def process(self, inputs, ctx):
-        state = self._stream(ctx.stream)
+    def process_person(self, inputs, ctx, key):
+        state = self._stream(key)
         packet = inputs["landmarks"]
         if packet is None or packet.get("px") is None:
             state.reset()
