@@ -31,7 +31,12 @@ Pieces, in order:
   parameters as a JSON string). `record_templates_from_sequences` builds them from
   nodes.sequences.Sequence objects (any object with label, clip_id, layout, points).
 - `classify(query, templates, batch, band, threshold)`: the vote rule above.
-- `Dtw`: the node (landmarks in, votes out), one sliding window per stream.
+- `Dtw`: the node (landmarks in, votes out), one sliding window per person of each
+  stream (key (stream, person id), nodes/people.py; one person, no "ids", is person 0).
+  `angles` templates work on every layout (BlazePose-33, COCO-17, OpenPose-18); `embed`
+  templates need BlazePose-33 points: a person of another layout is skipped on that frame
+  (window untouched, no answer), counted as `wrong_layout` and reported once in the log
+  (the upstream layout is only known per frame).
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ import numpy as np
 from posegraph import Node, NodeOpenError, Param
 
 from .paths import resolve_path
+from .per_person import PersonNode, PersonStates, skip_person
 
 DEFAULT_TEMPLATES = "models/dtw_exercises.npz"
 TEMPLATE_FPS = 30.0  # templates are stored at this frame rate; queries are resampled to it
@@ -417,12 +423,12 @@ class _Stream:
         self.since = 0          # frames since the last classification
 
 
-class Dtw(Node):
-    """Landmarks -> DTW votes against recorded templates, over a sliding window (stateful)."""
+class Dtw(PersonNode, Node):
+    """Landmarks -> DTW votes against recorded templates, over a sliding window per person (stateful)."""
 
-    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py); None when no person"}
+    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py), one or several people; None when no person"}
     OUTPUTS = {"votes": "{'votes': {class: fraction of the batch}, 'label': class or 'unknown', 'distance': best "
-                        "normalised DTW distance}; None before min_frames frames with a person"}
+                        "normalised DTW distance}, per person; None before min_frames frames with a person"}
     PARAMS = {
         "templates": Param(DEFAULT_TEMPLATES, help="templates .npz (runner.py dtw-templates); relative: from the current directory, else the project root"),
         "window": Param(45, min=2, max=10000, help="query length in frames (the last N frames)"),
@@ -443,7 +449,7 @@ class Dtw(Node):
         if len(self.templates) == 0:
             raise NodeOpenError(f"{path}: holds no templates", field="params.templates")
         self.kind = self.templates.kind
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict = PersonStates()  # (stream id, person id) -> their window
         p = self.params
         self.window, self.every, self.batch, self.band = p["window"], p["every"], p["batch"], p["band"]
         self.threshold = p["threshold"] or None
@@ -476,10 +482,29 @@ class Dtw(Node):
         at = at[at >= times[0]]  # a stream younger than the window: what there is
         return resample_at(np.array(times), np.array(state.frames), at)
 
-    def process(self, inputs, ctx):
-        state = self.streams.get(ctx.stream)
+    def retire_person(self, key):
+        self.streams.pop(key, None)
+
+    def _wrong_layout(self, packet) -> str | None:
+        """The layout of a person `embed` templates cannot use (None when usable or no person)."""
+        from nodes.embed import landmarks_of
+
+        if self.kind != "embed" or not isinstance(packet, (dict, np.ndarray)):
+            return None
+        found = landmarks_of(packet)
+        if found is None or (found[1] == "blazepose33" and np.shape(found[0])[0] == 33):
+            return None
+        return found[1]
+
+    def process_person(self, inputs, ctx, key):
+        layout = self._wrong_layout(inputs["landmarks"])
+        if layout is not None:
+            skip_person(self, ctx, "wrong_layout", f"templates of features 'embed' need blazepose33 landmarks, got "
+                                                   f"{layout!r}: such people get no answer (angles templates work on any layout)")
+            return {}
+        state = self.streams.get(key)
         if state is None:
-            state = self.streams[ctx.stream] = _Stream(self.window)
+            state = self.streams[key] = _Stream(self.window)
         vector = self._vector(inputs["landmarks"])
         if vector is None:
             if not state.frames:

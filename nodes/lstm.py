@@ -16,6 +16,16 @@ classifies the window: {"votes": {class: probability}, "label": most probable cl
   sees exactly the window it was trained on. From then on it answers on every frame
   (stride 1 at inference, whatever stride training used).
 
+Per person (nodes/people.py): with several people in a frame each has their own window,
+kept per (stream, person id); a person missing from a frame is a no-person frame of their
+window (carried forward) until the PerPerson timeout drops them. One person (no "ids") is
+person 0, one window per stream, exactly as before.
+
+Layouts: `coco_xy` models work on every layout (BlazePose-33, COCO-17, OpenPose-18).
+`blazepose_xyzv` and `embed` models need BlazePose-33 points; the upstream layout is only
+known per frame, so a person of another layout is skipped on that frame (their window is
+left as it is, no answer), counted as `wrong_layout` and reported once in the log.
+
 Backends: `tflite` (default) runs model.tflite through ai_edge_litert, without importing
 TensorFlow (the process stays around 100 MB); `keras` loads model.keras with TensorFlow
 (slower to start, ~1 GB more). Both are imported in `open` only.
@@ -24,17 +34,19 @@ from __future__ import annotations
 
 from posegraph import Node, NodeOpenError, Param
 
+from nodes import landmarks as lm
 from nodes import lstm_model  # absolute, so the file also works as `uses: path/to/nodes/lstm.py:Lstm`
 from nodes.paths import resolve_path
+from nodes.per_person import PersonNode, PersonStates, skip_person
 
 DEFAULT_MODEL = "models/lstm_exercises"
 
 
-class Lstm(Node):
-    """Landmarks -> LSTM class probabilities over a sliding window (one per stream)."""
+class Lstm(PersonNode, Node):
+    """Landmarks -> LSTM class probabilities over a sliding window (one per person of each stream)."""
 
-    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py); None when no person"}
-    OUTPUTS = {"votes": "{'votes': {class: probability}, 'label': str}; None until it answers (see the module doc)"}
+    INPUTS = {"landmarks": "landmarks packet (nodes/packets.py), one or several people; None when no person"}
+    OUTPUTS = {"votes": "{'votes': {class: probability}, 'label': str}, per person; None until it answers (see the module doc)"}
     PARAMS = {
         "model": Param(DEFAULT_MODEL, help="model directory written by `runner.py train-lstm` (relative: from the "
                                            "current directory, else the project root)"),
@@ -50,25 +62,36 @@ class Lstm(Node):
         except lstm_model.ModelDirError as exc:
             raise NodeOpenError(str(exc), field="params.model") from None
         self.classes = list(self.info["classes"])
-        self.streams: dict = {}
+        self.streams: dict = PersonStates()  # (stream id, person id) -> their window
 
-    def process(self, inputs, ctx):
+    def retire_person(self, key):
+        self.streams.pop(key, None)
+
+    def process_person(self, inputs, ctx, key):
         packet = inputs["landmarks"]
-        stream = self.streams.get(ctx.stream)
-        if stream is None:
-            stream = self.streams[ctx.stream] = lstm_model.StreamWindow(
-                self.info["features"], int(self.info["window"]), self.params["min_frames"])
         px = None if packet is None else (packet if not isinstance(packet, dict) else packet.get("px"))
+        layout = packet.get("layout") if isinstance(packet, dict) else None
+        kind = self.info["features"]
+        if px is not None and kind != "coco_xy":
+            found = layout or lm.layout_of(px)
+            if found != lm.BLAZEPOSE33:
+                skip_person(self, ctx, "wrong_layout", f"model {self.params['model']!r}: features {kind!r} need "
+                                                       f"blazepose33 landmarks, got {found!r}: such people get no answer "
+                                                       "(coco_xy models work on any layout)")
+                return {}
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self.streams[key] = lstm_model.StreamWindow(
+                self.info["features"], int(self.info["window"]), self.params["min_frames"])
         if px is None:
             ctx.count("no_person")
             window = stream.push(None)
         else:
-            layout = packet.get("layout") if isinstance(packet, dict) else None
             width = packet.get("width") if isinstance(packet, dict) else None
             height = packet.get("height") if isinstance(packet, dict) else None
             try:
                 window = stream.push(px, layout, width, height)
-            except ValueError as exc:  # e.g. a coco17 stream into a blazepose-only feature
+            except ValueError as exc:  # e.g. landmarks of no known layout, or no width for blazepose_xyzv
                 raise ValueError(f"model {self.params['model']!r}: {exc}") from None
         if window is None:
             return {}
@@ -78,4 +101,4 @@ class Lstm(Node):
 
     def close(self):
         self.predictor = None
-        self.streams = {}
+        self.streams = PersonStates()

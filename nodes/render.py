@@ -9,6 +9,13 @@ What it draws (everything optional but the frame):
     `votes`) with its confidence (value / `max_score`), a bar per class of the smoothed
     confidences (the bars keep their places: every class seen so far in this stream,
     sorted by name, at most 8), and the repetition counts of `reps` (the class being counted in yellow);
+  - every person of a multi-person landmarks packet (nodes/people.py: "ids"): their
+    skeleton, a thin box in their own colour, and a tag above it with their id, class
+    (argmax of their `scores`, else `votes`) and repetitions (their `reps` of the counted
+    class); votes, scores and reps are matched to people by id. The panel then shows
+    the packets' first person, as for one person;
+  - skeletons of BlazePose-33, COCO-17 and OpenPose-18 landmarks (by the packet's
+    `layout`, else the number of points);
   - the frames per second of every node of the graph (ctx.graph_fps(), refreshed once a
     second; hidden until some node has a measured rate) in small text in the bottom-left
     corner, when `show_fps`.
@@ -29,6 +36,7 @@ import numpy as np
 from posegraph import Node, Param
 
 from .draw_utils import copy_bgr, finite, frame_parts, image_problem, packet_dict, top_class
+from .people import split
 
 # MediaPipe's POSE_CONNECTIONS (mediapipe/python/solutions/pose_connections.py): the
 # fallback when nodes.landmarks (the project's list) cannot be imported.
@@ -46,6 +54,9 @@ ACTIVE, BAR = (90, 230, 90), (200, 160, 100)  # the current class's bar, the oth
 COUNTED = (0, 220, 255)  # the class whose repetitions are being counted
 MAX_BARS, MAX_REPS = 8, 4
 SHIFT = 4  # sub-pixel bits for cv2 drawing: coordinates are multiplied by 16
+# one colour per person id (BGR), for their box and tag
+PERSON_COLOURS = ((80, 220, 80), (60, 90, 255), (255, 120, 200), (40, 220, 255), (255, 200, 60), (180, 120, 255),
+                  (120, 255, 220), (90, 160, 255))
 
 
 def pose_connections() -> tuple[tuple[int, int], ...]:
@@ -59,6 +70,15 @@ def pose_connections() -> tuple[tuple[int, int], ...]:
     except Exception:  # not there yet, or half-written: the local copy is the same list
         pass
     return MEDIAPIPE_POSE_CONNECTIONS
+
+
+def name_side(name: str) -> int:
+    """LEFT, RIGHT or CENTRE from a landmark's name (left_*, *_left, l_*...)."""
+    if name.startswith(("left", "l_")) or name.endswith("_left"):
+        return LEFT
+    if name.startswith(("right", "r_")) or name.endswith("_right"):
+        return RIGHT
+    return CENTRE
 
 
 def side_of(index: int) -> int:
@@ -131,6 +151,7 @@ class Render(Node):
         self.point_side = sides
         # an edge is a side's colour when both ends are on that side, else centre
         self.edge_side = np.where(sides[self.edge_a] == sides[self.edge_b], sides[self.edge_a], CENTRE)
+        self.skeletons: dict[str, tuple] = {"blazepose33": (33, self.edge_a, self.edge_b, self.point_side, self.edge_side)}
         self.layouts: dict[tuple[int, int], _Layout] = {}
         self.classes: dict[int, list[str]] = {}  # stream id -> every class seen so far, sorted
         self.labels: dict[int, tuple] = {}  # stream id -> (classes, label width, label texts, layout)
@@ -153,9 +174,14 @@ class Render(Node):
         layout = self.layouts.get((height, width))
         if layout is None:
             layout = self.layouts[height, width] = _Layout(self.cv2, height, width, self.scale)
-        if "landmarks" in inputs and inputs["landmarks"] is not None:
-            self._draw_pose(out, inputs["landmarks"], layout, ctx)
-        self._draw_panel(out, inputs, layout, ctx.stream)
+        landmarks, tags = inputs.get("landmarks"), []
+        if isinstance(landmarks, dict) and "ids" in landmarks:
+            tags = self._draw_people(out, inputs, layout, ctx)
+        elif landmarks is not None:
+            self._draw_pose(out, landmarks, layout, ctx)
+        panel = self._draw_panel(out, inputs, layout, ctx.stream)
+        for person_id, box, text in tags:  # after the panel, and clear of it
+            self._draw_tag(out, person_id, box, text, layout, panel)
         if self.show_fps:
             self._draw_fps(out, ctx.graph_fps(), layout)
         return {"frame": {"image": out, "pts_ms": pts_ms, "index": ctx.seq if index is None else index}}
@@ -166,42 +192,123 @@ class Render(Node):
             ctx.log(f"warning: {message} (reported once)")
 
     # ----- the skeleton -------------------------------------------------------------------
-    def _draw_pose(self, out, landmarks, layout: _Layout, ctx) -> None:
+    def _skeleton(self, px, name):
+        """(points, edge_a, edge_b, point_side, edge_side) for landmarks `px` of layout `name`
+        (None: by the number of points), or None for no known layout."""
+        if px.shape[0] >= 33 and name in (None, "blazepose33"):
+            return self.skeletons["blazepose33"]
+        if name is None:
+            name = {17: "coco17", 18: "openpose18"}.get(px.shape[0])
+        skeleton = self.skeletons.get(name)
+        if skeleton is None and name in ("coco17", "openpose18"):
+            from nodes import landmarks as lm
+
+            pairs = np.array(lm.CONNECTIONS[name], dtype=np.intp)
+            sides = np.array([name_side(n) for n in lm.NAMES[name]])
+            a, b = pairs[:, 0], pairs[:, 1]
+            skeleton = self.skeletons[name] = (len(sides), a, b, sides, np.where(sides[a] == sides[b], sides[a], CENTRE))
+        if skeleton is None or px.shape[0] < skeleton[0]:
+            return None
+        return skeleton
+
+    def _draw_pose(self, out, landmarks, layout: _Layout, ctx):
+        """Draw one skeleton; returns the box (x0, y0, x1, y1) of the points drawn, or None."""
         cv2 = self.cv2
         px = landmarks.get("px") if isinstance(landmarks, dict) else landmarks
-        if not isinstance(px, np.ndarray) or px.ndim != 2 or px.shape[0] < 33 or px.shape[1] < 2:
-            self._warn(ctx, "landmarks without a 33 x 4 'px' array are not drawn")
+        name = landmarks.get("layout") if isinstance(landmarks, dict) else None
+        skeleton = None
+        if isinstance(px, np.ndarray) and px.ndim == 2 and px.shape[1] >= 2:
+            skeleton = self._skeleton(px, name if isinstance(name, str) else None)
+        if skeleton is None:
+            self._warn(ctx, "landmarks without a 'px' array of a known layout (33, 17 or 18 x 4) are not drawn")
             ctx.count("bad_landmarks")
-            return
-        xy = px[:33, :2].astype(np.float32)
+            return None
+        n, edge_a, edge_b, point_side, edge_side = skeleton
+        xy = px[:n, :2].astype(np.float32)
         if isinstance(landmarks, dict):  # landmarks found on a resized image: map them onto this one
             lw, lh = landmarks.get("width"), landmarks.get("height")
             if isinstance(lw, int) and isinstance(lh, int) and lw > 0 and lh > 0 and (lw, lh) != (layout.width, layout.height):
                 xy *= np.array([layout.width / lw, layout.height / lh], dtype=np.float32)
-        visibility = px[:33, 3] if px.shape[1] >= 4 else np.ones(33, np.float32)
+        visibility = px[:n, 3] if px.shape[1] >= 4 else np.ones(n, np.float32)
         shown = np.isfinite(xy).all(axis=1) & (visibility >= self.threshold)  # NaN compares False
         if not shown.any():
-            return
+            return None
         sure = visibility >= self.sure
         pts = np.rint(np.nan_to_num(np.clip(xy, -1e5, 1e5)) * (1 << SHIFT)).astype(np.int32)  # NaN ones are not shown
-        a, b = self.edge_a, self.edge_b
+        a, b = edge_a, edge_b
         drawn = shown[a] & shown[b]
         solid = sure[a] & sure[b]
         for side, colour in enumerate(SIDE_COLOURS):
             for strong, thickness in ((True, layout.line_th), (False, layout.thin_th)):
-                pick = drawn & (self.edge_side == side) & (solid == strong)
+                pick = drawn & (edge_side == side) & (solid == strong)
                 if pick.any():
                     segments = np.stack([pts[a[pick]], pts[b[pick]]], axis=1)
                     cv2.polylines(out, list(segments), False, colour, thickness, cv2.LINE_AA, SHIFT)
         radius = layout.radius << SHIFT
         for i in np.flatnonzero(shown):
             centre = (int(pts[i, 0]), int(pts[i, 1]))
-            colour = SIDE_COLOURS[self.point_side[i]]
+            colour = SIDE_COLOURS[point_side[i]]
             if sure[i]:
                 cv2.circle(out, centre, radius, colour, -1, cv2.LINE_AA, SHIFT)
                 cv2.circle(out, centre, radius, WHITE, 1, cv2.LINE_AA, SHIFT)
             else:
                 cv2.circle(out, centre, radius, colour, layout.thin_th, cv2.LINE_AA, SHIFT)
+        seen = np.clip(xy[shown], -1e5, 1e5)
+        return (float(seen[:, 0].min()), float(seen[:, 1].min()), float(seen[:, 0].max()), float(seen[:, 1].max()))
+
+    # ----- several people ---------------------------------------------------------------------
+    def _draw_people(self, out, inputs, layout: _Layout, ctx) -> list:
+        """Every person of a multi-person landmarks packet: their skeleton and box; returns
+        their tags [(id, box, text: id, class, repetitions)] (votes, scores and reps matched by id)."""
+        by_id = {port: dict(split(inputs.get(port))) for port in ("votes", "scores", "reps")}
+        tags = []
+        for person_id, person in split(inputs["landmarks"]):
+            box = self._draw_pose(out, person, layout, ctx)
+            if box is None:
+                continue
+            name, _ = top_class(packet_dict(by_id["scores"].get(person_id), "scores"),
+                                packet_dict(by_id["votes"].get(person_id), "votes"))
+            text = f"#{person_id}" + (f" {name}" if name is not None else "")
+            reps_packet = by_id["reps"].get(person_id)
+            reps = packet_dict(reps_packet, "reps")
+            if reps:
+                counted = reps_packet.get("class")
+                count = reps.get(counted) if counted in reps else next(iter(reps.values()))
+                text += f"  reps {int(finite(count))}"
+            colour = PERSON_COLOURS[int(person_id) % len(PERSON_COLOURS)]
+            x0, y0, x1, y1 = self._padded(box, layout)
+            if x1 > x0 and y1 > y0:
+                self.cv2.rectangle(out, (x0, y0), (x1, y1), colour, layout.thin_th, self.cv2.LINE_AA)
+            tags.append((person_id, box, text))
+        return tags
+
+    @staticmethod
+    def _padded(box, layout: _Layout) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        r = layout.radius
+        return max(0, x0 - r), max(0, y0 - r), min(layout.width - 1, x1 + r), min(layout.height - 1, y1 + r)
+
+    def _draw_tag(self, out, person_id: int, box, text: str, layout: _Layout, avoid=None) -> None:
+        """The person's tag just above their box (inside it at the image's top edge), moved
+        below `avoid` (the panel's rectangle) when it would cover it."""
+        cv2 = self.cv2
+        colour = PERSON_COLOURS[int(person_id) % len(PERSON_COLOURS)]
+        x0, y0, _, _ = self._padded(box, layout)
+        (w, h), base = cv2.getTextSize(text, layout.font, layout.small, layout.small_th)
+        p = layout.pad // 2 + 1
+        tall = h + base + 2 * p
+        tx = min(max(0, x0), max(0, layout.width - w - 2 * p))
+        top = y0 - tall if y0 - tall >= 0 else y0  # above the box, else inside it
+        if avoid is not None:
+            ax0, ay0, ax1, ay1 = avoid
+            if tx < ax1 and tx + w + 2 * p > ax0 and top < ay1 and top + tall > ay0:
+                top = ay1 + p
+        top = max(0, min(top, layout.height - tall))
+        ty, bottom = top + p + h, min(layout.height, top + tall)
+        roi = out[top:bottom, tx:min(layout.width, tx + w + 2 * p)]
+        np.right_shift(roi, 1, out=roi)  # darken behind the text
+        cv2.rectangle(out, (tx, top), (min(layout.width - 1, tx + w + 2 * p), bottom - 1), colour, 1)
+        cv2.putText(out, text, (tx + p, ty), layout.font, layout.small, colour, layout.small_th, cv2.LINE_AA)
 
     # ----- class, bars and repetitions ------------------------------------------------------
     def _bar_labels(self, table: dict | None, layout: _Layout, stream: int):
@@ -230,7 +337,8 @@ class Render(Node):
             self.labels[stream] = (classes, width, tuple(texts), layout)
         return self.labels[stream]
 
-    def _draw_panel(self, out, inputs, layout: _Layout, stream: int = 0) -> None:
+    def _draw_panel(self, out, inputs, layout: _Layout, stream: int = 0):
+        """Draws the panel; returns its rectangle (x0, y0, x1, y1), None when there is none."""
         cv2 = self.cv2
         scores = packet_dict(inputs.get("scores"), "scores")
         votes = packet_dict(inputs.get("votes"), "votes")
@@ -244,7 +352,7 @@ class Render(Node):
         counted = reps_packet.get("class") if isinstance(reps_packet, dict) else None
         rep_items = list(reps.items())[:MAX_REPS] if reps else []
         if name is None and not no_person and not classes and not rep_items:
-            return
+            return None
         m, p = layout.margin, layout.pad
         row = layout.small_h + p
         height = p + layout.big_h + p + len(classes) * row + len(rep_items) * row + p
@@ -281,6 +389,7 @@ class Render(Node):
             colour = COUNTED if cls == counted else WHITE
             text = f"{cls} reps: {int(finite(count))}"
             cv2.putText(out, text, (x0 + p, y - p // 2), layout.font, layout.small, colour, layout.small_th, cv2.LINE_AA)
+        return x0, y0, x1, y1
 
     # ----- frames per second ----------------------------------------------------------------
     def _draw_fps(self, out, fps: dict, layout: _Layout) -> None:

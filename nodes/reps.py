@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from posegraph import Node, NodeOpenError, Param
 
+from .per_person import PersonNode, PersonStates
+
 
 class RepetitionCounter:
     """Counts enter -> exit transitions of one class's confidence (0..10 votes)."""
@@ -32,15 +34,18 @@ class RepetitionCounter:
         return self.count
 
 
-class Reps(Node):
+class Reps(PersonNode, Node):
     """Scores -> repetitions so far of `class_name`; never empty (no person: count unchanged).
 
-    One counter per stream (ctx.stream): each camera's person has their own count, and one
-    person's "entered" state must not be completed by another's exit.
+    One counter per person of each stream (key (ctx.stream, person id), nodes/people.py):
+    each person has their own count, and one person's "entered" state must not be
+    completed by another's exit. A person missing from a frame keeps their count (and is
+    still reported) until the PerPerson timeout drops them; one person (no "ids") is
+    person 0 with one counter per stream, as before.
     """
 
-    INPUTS = {"scores": "scores packet of smooth; None when no person"}
-    OUTPUTS = {"count": "{'reps': {class: repetitions}, 'class': name, 'entered': bool}"}
+    INPUTS = {"scores": "scores packet of smooth, one or several people; None when no person"}
+    OUTPUTS = {"count": "{'reps': {class: repetitions}, 'class': name, 'entered': bool}, per person"}
     PARAMS = {
         "class_name": Param("squats_down", help="the class whose enter -> exit is one repetition"),
         "enter_threshold": Param(6.0, min=0.0, help="the pose is entered when its score rises above this"),
@@ -54,13 +59,16 @@ class Reps(Node):
             RepetitionCounter(p["class_name"], p["enter_threshold"], p["exit_threshold"])  # bad thresholds fail here
         except ValueError as exc:
             raise NodeOpenError(str(exc), field="params.exit_threshold") from None
-        self.counters: dict[int, RepetitionCounter] = {}  # stream id -> its counter
+        self.counters: dict = PersonStates()  # (stream id, person id) -> their counter
 
-    def process(self, inputs, ctx):
-        c = self.counters.get(ctx.stream)
+    def retire_person(self, key):
+        self.counters.pop(key, None)
+
+    def process_person(self, inputs, ctx, key):
+        c = self.counters.get(key)
         if c is None:
             p = self.params
-            c = self.counters[ctx.stream] = RepetitionCounter(p["class_name"], p["enter_threshold"], p["exit_threshold"])
+            c = self.counters[key] = RepetitionCounter(p["class_name"], p["enter_threshold"], p["exit_threshold"])
         scores = inputs["scores"]
         if scores is not None:  # no person: the person is taken as frozen, state unchanged
             c(scores.get("scores") or {})

@@ -26,6 +26,7 @@ from posegraph import Node, NodeOpenError, Param
 
 from .draw_utils import (copy_bgr, finite, frame_parts, image_problem, multi_stream_of, packet_dict, stream_name_of,
                          stream_path, top_class)
+from .people import split
 
 FRAME_INPUT = {"frame": "frame packet {'image', 'pts_ms', 'index'} (or a bare uint8 image)"}
 
@@ -357,6 +358,68 @@ def _table(value, key: str, digits: int | None):
     return {str(k): round(finite(v), digits) for k, v in table.items()}
 
 
+def _box(person) -> list | None:
+    """A person's box [x0, y0, x1, y1] in pixels (2 decimals): the packet's own `box` when it
+    has one, else the extent of their finite landmarks; None when neither exists."""
+    if not isinstance(person, dict):
+        return None
+    box = person.get("box")
+    if box is not None:
+        values = np.asarray(box, dtype=np.float64).reshape(-1)
+        if values.shape == (4,) and np.isfinite(values).all():
+            return [round(float(v), 2) for v in values]
+    px = person.get("px")
+    if isinstance(px, np.ndarray) and px.ndim == 2 and px.shape[1] >= 2:
+        xy = px[:, :2].astype(np.float64)
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy):
+            return [round(float(v), 2) for v in (*xy.min(axis=0), *xy.max(axis=0))]
+    return None
+
+
+def _number(value):
+    """A finite plain number (rounded to 4 decimals), else None."""
+    try:
+        number = float(np.asarray(value).reshape(-1)[0]) if isinstance(value, np.ndarray) else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return round(number, 4) if math.isfinite(number) else None
+
+
+def _fields(landmarks, votes, scores, reps, reps_wired: bool) -> dict:
+    """The per-person fields of a record from one person's packets (any may be None)."""
+    smoothed = _table(scores, "scores", 4)
+    table = _table(votes, "votes", None)
+    return {
+        "landmarks": None if landmarks is None else _landmark_rows(landmarks),
+        "votes": table,
+        "smoothed": smoothed,
+        "class": top_class(smoothed, table)[0],
+        # a classifier's own answer, when it gives one ("unknown" included: DTW, LSTM)
+        "label": votes.get("label") if isinstance(votes, dict) else None,
+        "reps": _table(reps, "reps", None) if reps_wired else None,
+    }
+
+
+def _people(inputs) -> list[dict] | None:
+    """The `people` list of a record, when the landmarks packet holds several people
+    (nodes/people.py: it has "ids"): one entry per person of the landmarks packet, in its
+    order, with what the other inputs say about that person id; None otherwise."""
+    landmarks = inputs.get("landmarks")
+    if not isinstance(landmarks, dict) or "ids" not in landmarks:
+        return None
+    by_id = {port: dict(split(inputs.get(port))) for port in ("votes", "scores", "reps")}
+    people = []
+    for person_id, person in split(landmarks):
+        entry = {"id": int(person_id)}
+        entry.update(_fields(person, by_id["votes"].get(person_id), by_id["scores"].get(person_id),
+                             by_id["reps"].get(person_id), "reps" in inputs))
+        entry["score"] = _number(person.get("score")) if isinstance(person, dict) else None
+        entry["box"] = _box(person)
+        people.append(entry)
+    return people
+
+
 def _last_whole_record(path: str) -> int:
     """The seq of the last complete line of a records file (-1 when none); a half-written
     last line, left by a process killed mid-write, is cut off."""
@@ -384,6 +447,13 @@ class JsonLines(Node):
        smoothed (else votes) or null, "label": the classifier's own answer when its votes
        packet has one (e.g. "unknown"), "reps": {class: count} or null when `reps` is not
        wired}
+
+    and, when the landmarks packet holds several people (nodes/people.py: it has "ids"),
+    "people": [{"id", "landmarks", "votes", "smoothed", "class", "label", "reps" (as
+    above, for that person: the other inputs are matched by person id), "score" (the pose
+    model's score for them, or null), "box" ([x0, y0, x1, y1] pixels: the packet's box,
+    else the extent of their landmarks)}, ...] in the landmarks packet's order; the
+    top-level fields are then those of its first person.
 
     A stream's file is truncated when its first packet is seq 0 (a run's records never mix
     with an older run's), written line-buffered (a reader sees whole lines as they come)
@@ -440,23 +510,20 @@ class JsonLines(Node):
 
     def process(self, inputs, ctx):
         _, pts_ms, index = frame_parts(inputs.get("frame"))
-        landmarks = inputs.get("landmarks")
-        smoothed = _table(inputs.get("scores"), "scores", 4)
-        votes = _table(inputs.get("votes"), "votes", None)
+        people = _people(inputs)
         record = {
             "stream": ctx.stream,
             "source": stream_name_of(ctx),
             "seq": ctx.seq,
             "pts_ms": round(float(pts_ms), 3) if _usable(pts_ms) else None,
             "index": int(index) if isinstance(index, (int, np.integer)) else None,
-            "landmarks": None if landmarks is None else _landmark_rows(landmarks),
-            "votes": votes,
-            "smoothed": smoothed,
-            "class": top_class(smoothed, votes)[0],
-            # a classifier's own answer, when it gives one ("unknown" included: DTW, LSTM)
-            "label": inputs["votes"].get("label") if isinstance(inputs.get("votes"), dict) else None,
-            "reps": _table(inputs.get("reps"), "reps", None) if "reps" in inputs else None,
         }
+        if people:  # the first person's fields at the top, as the single-person record has them
+            record.update({k: v for k, v in people[0].items() if k not in ("id", "score", "box")})
+            record["people"] = people
+        else:
+            record.update(_fields(inputs.get("landmarks"), inputs.get("votes"), inputs.get("scores"), inputs.get("reps"),
+                                  "reps" in inputs))
         out = self._file(ctx)
         if ctx.seq <= self.written.get(ctx.stream, -1):
             return None  # the earlier process wrote this one before it went
