@@ -294,7 +294,8 @@ def _pose_params(complexity: int) -> dict:
     """The pose node's own defaults (nodes.pose.Pose.PARAMS), tracking, with the chosen model."""
     from .pose import Pose
 
-    params = {name: p.default for name, p in Pose.PARAMS.items()}
+    own = ("static_image_mode", "model_complexity", "smooth_landmarks", "min_detection_confidence", "min_tracking_confidence")
+    params = {name: Pose.PARAMS[name].default for name in own}  # the single-person BlazePose path's params only
     params.update(static_image_mode=False, model_complexity=int(complexity))
     return params
 
