@@ -79,6 +79,8 @@ class Pose(Node):
         "min_tracking_confidence": Param(0.5, min=0.0, max=1.0,
                                          help="blazepose: landmark presence below which a person is lost"),
         "posenet_input_size": Param(513, min=17, help="posenet: square model input, 16k+1 (257, 385, 513...)"),
+        "posenet_output_stride": Param(16, choices=(8, 16, 32),
+                                       help="posenet: the model's output stride (the shipped model's is 16; checked at open)"),
         "posenet_score_threshold": Param(0.5, min=0.0, max=1.0, help="posenet: minimum part score of a pose's root"),
         "posenet_pose_threshold": Param(0.15, min=0.0, max=1.0, help="posenet: people scoring below are dropped"),
         "posenet_nms_radius": Param(0.0, min=0.0,
@@ -125,7 +127,8 @@ class Pose(Node):
         except FileNotFoundError as exc:
             raise NodeOpenError(str(exc), field="params.model") from exc
         except ValueError as exc:  # e.g. a posenet_input_size that is not 16k+1
-            field = "params.posenet_input_size" if "input_size" in str(exc) else "params.model"
+            field = ("params.posenet_input_size" if "input_size" in str(exc) else
+                     "params.posenet_output_stride" if "output_stride" in str(exc) else "params.model")
             raise NodeOpenError(str(exc), field=field) from exc
 
     def _new_tracker(self):
@@ -152,7 +155,8 @@ class Pose(Node):
             from .posenet import PoseNet
 
             radius = float(self.param("posenet_nms_radius"))
-            return PoseNet(input_size=self.param("posenet_input_size"), decoder=self.param("posenet_decoder"),
+            return PoseNet(input_size=self.param("posenet_input_size"), output_stride=self.param("posenet_output_stride"),
+                           decoder=self.param("posenet_decoder"),
                            score_threshold=self.param("posenet_score_threshold"),
                            pose_threshold=self.param("posenet_pose_threshold"),
                            nms_radius=radius if radius > 0 else None, flip=self.param("posenet_flip"),

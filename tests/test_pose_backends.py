@@ -369,3 +369,16 @@ nodes:
         assert len(p["meta"]) == 1 and p["meta"][0]["score"] > 0.5
     pose = run.metrics["nodes"]["pose"]
     assert pose["counters"].get("no_person") == 1, pose
+
+
+def test_a_posenet_output_stride_the_model_does_not_have_is_a_one_line_error(graph_run):
+    run = graph_run(f"""
+name: stride
+nodes:
+  - {{id: camera, uses: capture, params: {{source: {REF / 'pose_squats.mp4'}}}}}
+  - {{id: pose, uses: pose, params: {{model: posenet, posenet_output_stride: 8}}, inputs: {{frame: camera/frame}}}}
+  - {{id: sink, uses: null, inputs: {{frame: pose/landmarks}}}}
+""")
+    assert run.wait(timeout=60) == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: node 'pose' field 'params.posenet_output_stride': output_stride 8 does not match")
