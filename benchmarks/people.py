@@ -13,7 +13,8 @@ and Thunder with their crop pass, MoveNet MultiPose) on:
 Single-person backends (Lightning, Thunder) find at most one person by design.
 
 Run: python benchmarks/people.py [--json benchmarks/people.json] [--street-every 5]
-Writes the JSON and annotated PNGs of a few frames to benchmarks/people/.
+Writes the JSON, annotated PNGs of pose.jpg to benchmarks/people/ and of a COCO photo and a
+street.avi frame to out/people/ (those images may not be copied into the project).
 Timings are wall-clock per frame of the backend's whole `run` (pre-processing, model,
 decoding), median over the frames, on one thread; the machine is shared, so compare the
 backends within one run.
@@ -40,7 +41,8 @@ from nodes.posenet import PoseNet  # noqa: E402
 
 REF = ROOT / "data" / "google_pose_reference"
 SHARED = ROOT.parent / "shared" / "data" / "multi_person"
-OUT = ROOT / "benchmarks" / "people"
+OUT = ROOT / "benchmarks" / "people"       # pictures of bundled data (committed)
+OUT_DEV = ROOT / "out" / "people"          # pictures of ../shared data: its licence keeps them out of the project
 COLORS = [(66, 135, 245), (245, 135, 66), (80, 200, 120), (200, 80, 200), (40, 200, 220), (220, 220, 60)]
 
 
@@ -119,6 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument("--street-every", type=int, default=5, help="use every Nth frame of street.avi")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
+    OUT_DEV.mkdir(parents=True, exist_ok=True)
     result = {"command": "python benchmarks/people.py " + " ".join(argv or sys.argv[1:]), "backends": {},
               "shared_data": str(SHARED) if SHARED.exists() else None,
               "skipped": None if SHARED.exists() else f"{SHARED} is absent: COCO photos and street.avi not measured"}
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
             found, _ = timed(backend, image)
             row["photos"][photo.stem] = len(found)
             if photo.stem == "coco_val2014_241":
-                cv2.imwrite(str(OUT / f"{name}_{photo.stem}.png"), draw(image, found, f"{name}: {len(found)} people"))
+                cv2.imwrite(str(OUT_DEV / f"{name}_{photo.stem}.png"), draw(image, found, f"{name}: {len(found)} people"))
         video_backend = backends(video=True)[name]()
         counts, times = [], []
         for i, frame in enumerate(street):
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
             counts.append(len(found))
             times.append(ms)
             if i == len(street) // 2:
-                cv2.imwrite(str(OUT / f"{name}_street_{i * args.street_every:03d}.png"), draw(frame, found, f"{name}: {len(found)} people"))
+                cv2.imwrite(str(OUT_DEV / f"{name}_street_{i * args.street_every:03d}.png"), draw(frame, found, f"{name}: {len(found)} people"))
         if street:
             row["street"] = {"frames": len(street), "every": args.street_every, "people_mean": round(statistics.mean(counts), 2),
                              "people_max": max(counts), "ms_per_frame_median": round(statistics.median(times), 1)}
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
                  f"{row['street']['ms_per_frame_median']} ms" if street else "")
               + (f" | photos {row['photos']}" if photos else ""), flush=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json} and {OUT}/*.png")
+    print(f"wrote {args.json}, {OUT}/*.png (pose.jpg) and {OUT_DEV}/*.png (COCO photo 241, a street.avi frame)")
     return 0
 
 
