@@ -87,6 +87,22 @@ def mlkit_normalize(landmarks: np.ndarray) -> np.ndarray:
     return points
 
 
+_COCO_IN_BLAZEPOSE = lm.indices(lm.COCO_NAMES, lm.BLAZEPOSE33)
+_L_HIP_C, _R_HIP_C = lm.index("left_hip", lm.COCO17), lm.index("right_hip", lm.COCO17)
+
+
+def coco_as_blazepose(px: np.ndarray) -> np.ndarray:
+    """COCO-17 (x, y, ...) -> 33 x 3 BlazePose-ordered points with depth 0, for the ML Kit
+    embedding. Its 23 distances use only shoulders, elbows, wrists, hips, knees and ankles,
+    which COCO-17 has; the 16 points it lacks (hands, feet, face details) are put on the
+    hip centre, so they change neither the distances nor the pose size."""
+    coco = np.asarray(px, dtype=np.float64)[:, :2]
+    points = np.zeros((33, 3))
+    points[:, :2] = (coco[_L_HIP_C] + coco[_R_HIP_C]) * 0.5
+    points[_COCO_IN_BLAZEPOSE, :2] = coco
+    return points
+
+
 def mlkit_embedding(landmarks: np.ndarray) -> np.ndarray:
     """(..., 33, >=3) pixel landmarks (x, y, z * width) -> (..., 23, 3) ML Kit embedding (float64)."""
     points = mlkit_normalize(landmarks)
@@ -201,10 +217,11 @@ class Embed(PersonNode, Node):
     features packet with the same ids; one person (no "ids") works exactly as before.
 
     Layouts: `angles` and `keypoints` work on every layout (BlazePose-33, COCO-17,
-    OpenPose-18: they use the COCO-17 points all of them have). `mlkit` needs BlazePose-33's
-    33 points (the ML Kit samples are BlazePose poses): a person with another layout is
-    skipped on that frame (no features for them), counted as `wrong_layout` and reported
-    once in the log; the upstream layout is not known at open, so this is checked per frame.
+    OpenPose-18: they use the COCO-17 points all of them have). `mlkit` works on
+    BlazePose-33 and on COCO-17 (its distances use only joints COCO-17 has; depth is 0 and
+    the features say `depth: False`, so the KNN ignores z for that person). Another layout
+    is skipped on that frame (no features), counted as `wrong_layout` and reported once in
+    the log; the upstream layout is not known at open, so this is checked per frame.
     """
 
     INPUTS = {"landmarks": "landmarks packet (nodes/packets.py), one or several people; None when no person"}
@@ -223,13 +240,16 @@ class Embed(PersonNode, Node):
             return {}
         px, layout = found
         if self.kind == "mlkit":
-            if layout != lm.BLAZEPOSE33 or np.shape(px)[0] != 33:
-                skip_person(self, ctx, "wrong_layout", f"embed kind 'mlkit' needs blazepose33 landmarks, got {layout!r}: "
+            depth = True
+            if layout == lm.COCO17 and np.shape(px)[0] == 17:
+                px, depth = coco_as_blazepose(px), False  # no depth: the KNN then weighs z 0
+            elif layout != lm.BLAZEPOSE33 or np.shape(px)[0] != 33:
+                skip_person(self, ctx, "wrong_layout", f"embed kind 'mlkit' needs blazepose33 or coco17 landmarks, got {layout!r}: "
                                                        "such people get no features (kinds angles and keypoints work on any layout)")
                 return {}
             embedding, mirrored = mlkit_embeddings(px)
             embedding = embedding.astype(np.float32)
-            return {"features": {"vector": embedding.reshape(-1), "kind": "mlkit",
+            return {"features": {"vector": embedding.reshape(-1), "kind": "mlkit", "depth": depth,
                                  "embedding": embedding, "mirrored": mirrored.astype(np.float32)}}
         if self.kind == "angles":
             vector = joint_angles(px, layout)

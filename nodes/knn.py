@@ -297,9 +297,9 @@ class Knn(PersonNode, Node):
     """Features (kind mlkit) -> votes of ML Kit's KNN over a samples CSV. Stateless.
 
     Per person (nodes/people.py): every person of a multi-person features packet is
-    classified on their own and the votes packet carries the same ids. ML Kit features
-    exist for BlazePose-33 landmarks only, so people of a COCO-17 pose model get no votes
-    (embed skips them; use lstm or dtw with COCO-17).
+    classified on their own and the votes packet carries the same ids. People of a COCO-17
+    pose model (features with `depth: False`) are compared in x and y only: the samples'
+    z is weighed 0 for them.
     """
 
     INPUTS = {"features": "features packet of embed with kind mlkit, one or several people; None when no person"}
@@ -315,6 +315,7 @@ class Knn(PersonNode, Node):
         path = resolve_path(self.params["samples"])
         try:
             self.classifier = KnnClassifier(path, self.params["top_n_by_max"], self.params["top_n_by_mean"])
+            self.flat = None  # the same samples with z weighted 0, made for the first COCO-17 person
         except SamplesError as exc:
             raise NodeOpenError(str(exc), field="params.samples") from None
 
@@ -324,5 +325,11 @@ class Knn(PersonNode, Node):
             return {}
         if features.get("kind", "mlkit") != "mlkit" or "embedding" not in features:
             raise ValueError(f"knn needs embed's mlkit features, got kind {features.get('kind')!r}")
-        votes = self.classifier.classify_embedding(features["embedding"], features.get("mirrored"))
+        classifier = self.classifier
+        if not features.get("depth", True):  # a COCO-17 person: no z to compare, so z weighs 0
+            if self.flat is None:
+                self.flat = KnnClassifier(self.classifier.samples, self.params["top_n_by_max"], self.params["top_n_by_mean"],
+                                          axes_weights=(1.0, 1.0, 0.0))
+            classifier = self.flat
+        votes = classifier.classify_embedding(features["embedding"], features.get("mirrored"))
         return {"votes": {"votes": votes}}

@@ -182,10 +182,10 @@ def test_one_euro_lstm_and_dtw_keep_a_window_per_person():
             assert labels.count("squat") > len(labels) / 2, labels
 
 
-def test_coco17_people_work_where_their_features_exist_and_are_skipped_where_not():
+def test_coco17_people_work_with_every_classifier():
     """COCO-17 landmarks (17 x 4, no world): embed angles / keypoints, lstm coco_xy and dtw
     angles answer exactly as on the BlazePose landmarks they came from; embed mlkit (and so
-    knn) skips them per frame, counted and logged once."""
+    knn) works on them in x and y."""
     from nodes.dtw import Dtw
     from nodes.embed import Embed
     from nodes.lstm import Lstm
@@ -212,11 +212,17 @@ def test_coco17_people_work_where_their_features_exist_and_are_skipped_where_not
                 else:
                     assert px["label"] == py["label"]
                     assert px["votes"] == pytest.approx(py["votes"], abs=1e-4)
+    # embed mlkit (and so the KNN) on COCO-17: the 23 distances need only joints COCO-17 has;
+    # depth is 0, so the KNN compares x and y only; each person is still counted on their own
     ctx = Ctx()
-    outs = run(knn_chain(), coco, ctx)
-    assert all(o["features"] is None and o["votes"] is None for o in outs)
-    assert ctx.counters["wrong_layout"] == 2 * FRAMES and len(ctx.logs) == 1 and "mlkit" in ctx.logs[0]
-    assert reps_of(outs, 0) == [0] * FRAMES  # nobody counted: the single-person slot stays at 0
+    outs, blaze_outs = run(knn_chain(), coco, ctx), run(knn_chain(), blaze)
+    assert "wrong_layout" not in ctx.counters
+    assert all(set(by_id(o["votes"])) == {1, 2} for o in outs)
+    assert all(by_id(o["features"])[1]["depth"] is False for o in outs)
+    for person in (1, 2):
+        same = sum(top(by_id(o["votes"])[person]["votes"]) == top(by_id(b["votes"])[person]["votes"]) for o, b in zip(outs, blaze_outs))
+        assert same >= 0.9 * FRAMES, (person, same)  # x, y alone give the same class on nearly every frame
+        assert reps_of(outs, person)[-1] == reps_of(blaze_outs, person)[-1]
 
 
 # ----- render and jsonl ----------------------------------------------------------------------------

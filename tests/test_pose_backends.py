@@ -382,3 +382,23 @@ nodes:
     assert run.wait(timeout=60) == 1
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: node 'pose' field 'params.posenet_output_stride': output_stride 8 does not match")
+
+
+def test_a_coco17_backend_counts_the_squats_through_the_knn(graph_run):
+    """MoveNet Thunder's COCO-17 keypoints through the ML Kit KNN (x and y only) and the
+    counter: the same 2 squats the BlazePose demo counts on the bundled clip."""
+    run = graph_run(f"""
+name: coco_knn
+nodes:
+  - {{id: camera, uses: capture, params: {{source: {REF / 'pose_squats.mp4'}}}}}
+  - {{id: pose, uses: pose, params: {{model: movenet-thunder}}, inputs: {{frame: camera/frame}}}}
+  - {{id: embed, uses: embed, inputs: {{landmarks: pose/landmarks}}}}
+  - {{id: knn, uses: knn, inputs: {{features: embed/features}}}}
+  - {{id: smooth, uses: smooth, inputs: {{votes: knn/votes}}}}
+  - {{id: reps, uses: reps, params: {{class_name: squats_down}}, inputs: {{scores: smooth/scores}}}}
+  - {{id: records, uses: jsonl, params: {{path: TMP/coco.jsonl}}, inputs: {{landmarks: pose/landmarks, votes: knn/votes, reps: reps/count}}}}
+""")
+    assert run.wait(timeout=120) == 0, run.stderr
+    records = run.records("coco.jsonl")
+    assert len(records) == 65 and all(len(r["landmarks"]) == 17 for r in records)
+    assert records[-1]["reps"] == {"squats_down": 2}
