@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .blazepose_multi import box_iou
+
 IMPOSSIBLE = 1e6
 
 
@@ -56,16 +58,6 @@ class Track:
         kps = self.keypoints.copy()
         kps[:, :2] += shift
         return box, kps
-
-
-def box_iou(a, b) -> float:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _size(box) -> float:

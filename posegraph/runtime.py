@@ -208,7 +208,7 @@ class Runtime:
         self.next_metrics = 0.0
         self.progress = None
         self._last_rate = (0, time.monotonic())
-        self._graph_fps = ({}, 0.0)
+        self._runner_files: dict[str, tuple[dict, float]] = {}  # name -> (content, read at)
         self.state = self._open_state(config["state_file"])
 
     # ----- set-up -------------------------------------------------------------------
@@ -576,29 +576,25 @@ class Runtime:
             self._watch_peers()
         return {label: state for label, state in self.peers.values()}
 
-    def graph_fps(self) -> dict[str, float]:
-        fps, read_at = self._graph_fps
+    def _runner_file(self, name: str) -> dict:
+        """A JSON file the runner rewrites once a second in the run folder, read at most
+        once a second (again sooner while it holds nothing yet); the last good copy otherwise."""
+        cached, read_at = self._runner_files.get(name, ({}, 0.0))
         now = time.monotonic()
-        if now - read_at >= 1.0 or not any(fps.values()):
+        if now - read_at >= 1.0 or not any(cached.values()):
             try:
-                with open(os.path.join(self.config["run_dir"], "fps.json")) as f:
-                    fps = json.load(f)
-            except (OSError, ValueError):
-                pass
-            self._graph_fps = (fps, now)
-        return fps
-
-    def graph_metrics(self) -> dict:
-        cached, read_at = getattr(self, "_graph_metrics", ({}, 0.0))
-        now = time.monotonic()
-        if now - read_at >= 1.0:
-            try:
-                with open(os.path.join(self.config["run_dir"], "metrics.live.json")) as f:
+                with open(os.path.join(self.config["run_dir"], name)) as f:
                     cached = json.load(f)
             except (OSError, ValueError):
                 pass
-            self._graph_metrics = (cached, now)
+            self._runner_files[name] = (cached, now)
         return cached
+
+    def graph_fps(self) -> dict[str, float]:
+        return self._runner_file("fps.json")
+
+    def graph_metrics(self) -> dict:
+        return self._runner_file("metrics.live.json")
 
     def _timed_process(self, inputs: dict, stream: int, seq: int, t: int):
         ctx = self.ctx
@@ -879,10 +875,23 @@ class Runtime:
         if skipped and stream not in self.next_out:  # a fresh node joining mid-stream: tell consumers too
             self.done_below[stream] = seq
         self.next_fire[stream] = seq
+        if self.sync:
+            self._forget_spent_syncs(stream, seq)
         entry = self.keys.get((stream, seq))
         if entry is not None and (stream, seq) not in self.ready and ((stream, seq) in self.doomed or len(entry) == len(self.ports)):
             self.ready.append((stream, seq))
         return seq
+
+    def _forget_spent_syncs(self, stream: int, fire_seq: int) -> None:
+        """Once every port and the join are past all a producer said was done, that news
+        is spent: drop it, so the per-packet known-done checks end with the restart."""
+        limit = max((q for streams in self.sync.values() for q in streams.get(stream, {}).values()), default=None)
+        if limit is None or fire_seq < limit or any(self.next_seq[p].get(stream, 0) < limit for p in self.ports):
+            return
+        for link_id in list(self.sync):
+            self.sync[link_id].pop(stream, None)
+            if not self.sync[link_id]:
+                del self.sync[link_id]
 
     def _discard_key(self, key) -> None:
         """Forget a key an earlier incarnation finished: its packets are duplicates."""
