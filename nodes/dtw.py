@@ -12,7 +12,7 @@ Pieces, in order:
 
 - `features(points, layout, kind)`: (T, K, >=2) landmarks -> (T, D) float64.
   `angles`: nodes.embed.joint_angles (9 angles in radians, x,y only; a zero-length limb
-  gives 0, not NaN). `embed`: nodes.embed.mlkit_embedding flattened to 69 values
+  gives 0, not NaN; a custom layout gives the angles its points allow, `feature_size`). `embed`: nodes.embed.mlkit_embedding flattened to 69 values
   (BlazePose-33 only). A frame with no person (all-NaN landmarks, or any non-finite
   feature) takes the features of the frame before it (carried forward: a dropped
   detection is most likely the same pose as a moment ago); frames before the first person
@@ -36,7 +36,9 @@ Pieces, in order:
   `angles` templates work on every layout (BlazePose-33, COCO-17, OpenPose-18); `embed`
   templates need BlazePose-33 points: a person of another layout is skipped on that frame
   (window untouched, no answer), counted as `wrong_layout` and reported once in the log
-  (the upstream layout is only known per frame).
+  (the upstream layout is only known per frame). So is a person whose layout gives
+  another number of features than the templates hold (a custom layout with fewer angles,
+  or templates recorded from one).
 """
 from __future__ import annotations
 
@@ -80,7 +82,13 @@ def frame_features(points: np.ndarray, layout: str, kind: str) -> np.ndarray:
 
 
 def feature_size(kind: str, layout: str = "blazepose33") -> int:
-    return {"angles": 9, "embed": 69}[kind]
+    """Values per frame of features `kind` on `layout` (9 angles, fewer on a custom layout
+    without every joint; 69 for embed)."""
+    if kind == "angles":
+        from nodes.embed import angle_names
+
+        return len(angle_names(layout))
+    return {"embed": 69}[kind]
 
 
 def frame_ok(points: np.ndarray, feats: np.ndarray, kind: str) -> np.ndarray:
@@ -449,6 +457,8 @@ class Dtw(PersonNode, Node):
         if len(self.templates) == 0:
             raise NodeOpenError(f"{path}: holds no templates", field="params.templates")
         self.kind = self.templates.kind
+        self.size = self.templates.sequences[0].shape[1]  # features per frame the templates hold
+        self.sizes: dict[str, int] = {}  # layout -> features per frame it gives
         self.streams: dict = PersonStates()  # (stream id, person id) -> their window
         p = self.params
         self.window, self.every, self.batch, self.band = p["window"], p["every"], p["batch"], p["band"]
@@ -486,21 +496,36 @@ class Dtw(PersonNode, Node):
         self.streams.pop(key, None)
 
     def _wrong_layout(self, packet) -> str | None:
-        """The layout of a person `embed` templates cannot use (None when usable or no person)."""
+        """Why the templates cannot use this person's layout (None when usable or no person)."""
         from nodes.embed import landmarks_of
 
-        if self.kind != "embed" or not isinstance(packet, (dict, np.ndarray)):
+        if not isinstance(packet, (dict, np.ndarray)):
             return None
         found = landmarks_of(packet)
-        if found is None or (found[1] == "blazepose33" and np.shape(found[0])[0] == 33):
+        if found is None:
             return None
-        return found[1]
+        px, layout = found
+        if self.kind == "embed":
+            if layout == "blazepose33" and np.shape(px)[0] == 33:
+                return None
+            return (f"templates of features 'embed' need blazepose33 landmarks, got {layout!r}: such people get no "
+                    "answer (angles templates work on any layout)")
+        size = self.sizes.get(layout)
+        if size is None:
+            try:
+                size = feature_size(self.kind, layout)
+            except ValueError:  # not a layout at all: left to the features, as before
+                return None
+            self.sizes[layout] = size
+        if size != self.size:
+            return (f"templates {self.params['templates']!r} hold {self.size} {self.kind} features per frame, a person of "
+                    f"layout {layout!r} gives {size}: such people get no answer")
+        return None
 
     def process_person(self, inputs, ctx, key):
-        layout = self._wrong_layout(inputs["landmarks"])
-        if layout is not None:
-            skip_person(self, ctx, "wrong_layout", f"templates of features 'embed' need blazepose33 landmarks, got "
-                                                   f"{layout!r}: such people get no answer (angles templates work on any layout)")
+        problem = self._wrong_layout(inputs["landmarks"])
+        if problem is not None:
+            skip_person(self, ctx, "wrong_layout", problem)
             return {}
         state = self.streams.get(key)
         if state is None:

@@ -13,6 +13,10 @@ Three features, chosen with the node's `kind` param:
 - `keypoints`: COCO-17 x,y centred on the hips' midpoint and divided by the torso size,
   flattened to 34 values (the Detectron2 + LSTM write-up's body-normalised keypoints).
 
+`angles` and `keypoints` also take custom layouts (nodes/landmarks.py: a model emitting a
+subset of the BlazePose names) and use the points they have: fewer values, named by
+`angle_names(layout)` / `keypoint_names(layout)`; LayoutError when none can be made.
+
 Every function accepts leading batch axes: (..., 33, 3) -> (..., 23, 3) and so on, so a
 whole CSV of samples is embedded in one call.
 """
@@ -139,22 +143,72 @@ ANGLE_JOINTS: tuple[tuple[str, str, str, str], ...] = (
 ANGLE_NAMES = tuple(j[0] for j in ANGLE_JOINTS)
 
 
-def _coco_ext_index(name: str) -> int:
-    return {"hips_mid": 17, "shoulders_mid": 18}[name] if name.endswith("_mid") else lm.index(name, lm.COCO17)
+class LayoutError(ValueError):
+    """A (custom) layout without the points a feature needs: nodes skip such a person as
+    `wrong_layout` instead of stopping, since another person or model may be fine."""
 
 
-_ANG_A, _ANG_V, _ANG_C = (np.array([_coco_ext_index(j[k]) for j in ANGLE_JOINTS], dtype=np.intp) for k in (1, 2, 3))
-_C_LHIP, _C_RHIP = lm.index("left_hip", lm.COCO17), lm.index("right_hip", lm.COCO17)
-_C_LSH, _C_RSH = lm.index("left_shoulder", lm.COCO17), lm.index("right_shoulder", lm.COCO17)
+class _Plan:
+    """How one layout becomes the points the angle and keypoint features use, worked out
+    once per layout: the COCO-17 points it has (COCO order), then the virtual hips_mid and
+    shoulders_mid when both of their ends are there ("ext" rows)."""
+
+    def __init__(self, layout: str):
+        self.names = lm.names_of(layout)
+        if layout in lm.NAMES:  # every known layout has all 17 (lm.to_coco gathers them)
+            self.coco, self.gather = lm.COCO_NAMES, None
+        else:
+            self.coco = tuple(n for n in lm.COCO_NAMES if n in self.names)
+            self.gather = np.array([self.names.index(n) for n in self.coco], dtype=np.intp)
+        where = {n: i for i, n in enumerate(self.coco)}
+        self.mids = tuple((mid, where[a], where[b]) for mid, a, b in (("hips_mid", "left_hip", "right_hip"),
+                                                                     ("shoulders_mid", "left_shoulder", "right_shoulder"))
+                          if a in where and b in where)
+        for mid, _, _ in self.mids:
+            where[mid] = len(where)
+        self.hips_mid, self.shoulders_mid = where.get("hips_mid"), where.get("shoulders_mid")
+        joints = [j for j in ANGLE_JOINTS if all(n in where for n in j[1:])]
+        self.angle_names = tuple(j[0] for j in joints)
+        self.ang_a, self.ang_v, self.ang_c = (np.array([where[j[k]] for j in joints], dtype=np.intp) for k in (1, 2, 3))
+        self.keypoint_names = tuple(f"{n}.{axis}" for n in self.coco for axis in "xy")
 
 
-def _coco_with_mids(points: np.ndarray, layout: str | None, dims: int) -> np.ndarray:
+_PLANS: dict[str, _Plan] = {}
+
+
+def _plan(layout: str) -> _Plan:
+    plan = _PLANS.get(layout)
+    if plan is None:
+        if len(_PLANS) >= 256:  # layouts come from packets: keep the cache bounded
+            _PLANS.clear()
+        plan = _PLANS[layout] = _Plan(layout)
+    return plan
+
+
+def angle_names(layout: str) -> tuple[str, ...]:
+    """What each element of `joint_angles(points, layout)` is: the ANGLE_NAMES whose three
+    points the layout has (all nine for the known layouts; empty when none)."""
+    return _plan(layout).angle_names
+
+
+def keypoint_names(layout: str) -> tuple[str, ...]:
+    """What each element of `normalized_keypoints(points, layout)` is: "name.x", "name.y"
+    of the COCO-17 points the layout has, in COCO order (empty when none)."""
+    return _plan(layout).keypoint_names
+
+
+def _coco_with_mids(points: np.ndarray, layout: str | None, dims: int) -> tuple[np.ndarray, _Plan]:
     points = np.asarray(points, dtype=np.float64)
     layout = layout or lm.layout_of(np.moveaxis(points, -2, 0))
-    coco = np.moveaxis(lm.to_coco(np.moveaxis(points, -2, 0), layout), 0, -2)[..., :dims]
-    hips = (coco[..., _C_LHIP, :] + coco[..., _C_RHIP, :]) * 0.5
-    shoulders = (coco[..., _C_LSH, :] + coco[..., _C_RSH, :]) * 0.5
-    return np.concatenate([coco, hips[..., None, :], shoulders[..., None, :]], axis=-2)
+    plan = _plan(layout)
+    if layout in lm.NAMES:
+        coco = np.moveaxis(lm.to_coco(np.moveaxis(points, -2, 0), layout), 0, -2)[..., :dims]
+    else:
+        if points.shape[-2] != len(plan.names):
+            raise ValueError(f"expected {len(plan.names)} landmarks of layout {layout!r} on axis -2, got {points.shape[-2]}")
+        coco = points[..., plan.gather, :dims]
+    mids = [((coco[..., a, :] + coco[..., b, :]) * 0.5)[..., None, :] for _, a, b in plan.mids]
+    return np.concatenate([coco, *mids], axis=-2), plan
 
 
 def angle_between(u: np.ndarray, v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
@@ -173,9 +227,14 @@ def joint_angles(points: np.ndarray, layout: str | None = None, degrees: bool = 
 
     Radians unless `degrees`. `dims` = 2 uses x,y only (the default: COCO keypoints have
     no depth and BlazePose's z is the noisiest axis); 3 uses x,y,z when present.
+    A custom layout gives only the angles whose three points it has, in ANGLE_JOINTS
+    order (`angle_names(layout)`); LayoutError when it has none.
     """
-    ext = _coco_with_mids(points, layout, dims)
-    angles = angle_between(ext[..., _ANG_A, :] - ext[..., _ANG_V, :], ext[..., _ANG_C, :] - ext[..., _ANG_V, :])
+    ext, plan = _coco_with_mids(points, layout, dims)
+    if not plan.angle_names:
+        raise LayoutError(f"layout {layout!r} has no joint angle: each needs its three points "
+                          f"(e.g. left_shoulder, left_elbow, left_wrist for left_elbow)")
+    angles = angle_between(ext[..., plan.ang_a, :] - ext[..., plan.ang_v, :], ext[..., plan.ang_c, :] - ext[..., plan.ang_v, :])
     return np.degrees(angles) if degrees else angles
 
 
@@ -186,15 +245,26 @@ def normalized_keypoints(points: np.ndarray, layout: str | None = None) -> np.nd
     Why torso: it is the body's most rigid length, so the result does not depend on where
     the person stands or how far from the camera. A zero torso falls back to the farthest
     keypoint's distance (then to 1), so the output is always finite.
+
+    A custom layout gives the COCO-17 points it has (`keypoint_names(layout)`, 2 values
+    each), centred on the hips' midpoint when it has both hips, else on the points' mean,
+    and scaled by the torso when it has both hips and shoulders, else by the farthest
+    point; LayoutError when it has no COCO-17 point.
     """
-    ext = _coco_with_mids(points, layout, 2)
-    hips, shoulders = ext[..., 17, :], ext[..., 18, :]
-    centred = ext[..., :17, :] - hips[..., None, :]
-    torso = np.linalg.norm(shoulders - hips, axis=-1)
+    ext, plan = _coco_with_mids(points, layout, 2)
+    k = len(plan.coco)
+    if not k:
+        raise LayoutError(f"layout {layout!r} has none of the COCO-17 keypoints 'keypoints' features are made of")
+    centre = ext[..., plan.hips_mid, :] if plan.hips_mid is not None else ext[..., :k, :].mean(axis=-2)
+    centred = ext[..., :k, :] - centre[..., None, :]
+    if plan.hips_mid is not None and plan.shoulders_mid is not None:
+        torso = np.linalg.norm(ext[..., plan.shoulders_mid, :] - ext[..., plan.hips_mid, :], axis=-1)
+    else:
+        torso = np.zeros(centred.shape[:-2])
     farthest = np.linalg.norm(centred, axis=-1).max(axis=-1)
     scale = np.where(torso > 1e-9, torso, np.where(farthest > 1e-9, farthest, 1.0))
     out = centred / scale[..., None, None]
-    return out.reshape(*out.shape[:-2], 34)
+    return out.reshape(*out.shape[:-2], 2 * k)
 
 
 # ----- the node --------------------------------------------------------------------------
@@ -217,11 +287,13 @@ class Embed(PersonNode, Node):
     features packet with the same ids; one person (no "ids") works exactly as before.
 
     Layouts: `angles` and `keypoints` work on every layout (BlazePose-33, COCO-17,
-    OpenPose-18: they use the COCO-17 points all of them have). `mlkit` works on
+    OpenPose-18: they use the COCO-17 points all of them have; a custom layout gets the
+    angles / keypoints its points allow, a shorter vector). `mlkit` works on
     BlazePose-33 and on COCO-17 (its distances use only joints COCO-17 has; depth is 0 and
     the features say `depth: False`, so the KNN ignores z for that person). Another layout
     is skipped on that frame (no features), counted as `wrong_layout` and reported once in
-    the log; the upstream layout is not known at open, so this is checked per frame.
+    the log; the upstream layout is not known at open, so this is checked per frame. So is
+    a custom layout with no angle (`angles`) or no COCO-17 point (`keypoints`).
     """
 
     INPUTS = {"landmarks": "landmarks packet (nodes/packets.py), one or several people; None when no person"}
@@ -245,14 +317,16 @@ class Embed(PersonNode, Node):
                 px, depth = coco_as_blazepose(px), False  # no depth: the KNN then weighs z 0
             elif layout != lm.BLAZEPOSE33 or np.shape(px)[0] != 33:
                 skip_person(self, ctx, "wrong_layout", f"embed kind 'mlkit' needs blazepose33 or coco17 landmarks, got {layout!r}: "
-                                                       "such people get no features (kinds angles and keypoints work on any layout)")
+                                                       "such people get no features (kinds angles and keypoints work on any layout, "
+                                                       "custom ones included)")
                 return {}
             embedding, mirrored = mlkit_embeddings(px)
             embedding = embedding.astype(np.float32)
             return {"features": {"vector": embedding.reshape(-1), "kind": "mlkit", "depth": depth,
                                  "embedding": embedding, "mirrored": mirrored.astype(np.float32)}}
-        if self.kind == "angles":
-            vector = joint_angles(px, layout)
-        else:
-            vector = normalized_keypoints(px, layout)
+        try:
+            vector = joint_angles(px, layout) if self.kind == "angles" else normalized_keypoints(px, layout)
+        except LayoutError as exc:
+            skip_person(self, ctx, "wrong_layout", f"embed kind {self.kind!r}: {exc}: such people get no features")
+            return {}
         return {"features": {"vector": vector.astype(np.float32), "kind": self.kind}}

@@ -7,8 +7,17 @@ joints by name through this module, so they work on whichever layout a pose node
 Conventions: a landmark array has the landmarks on axis 0 and anything on the trailing
 axes ((n, 2), (n, 3), (n, 4) with visibility...). `perm` arrays are "gather" indices:
 `converted = points[perm]`.
+
+Custom layouts: a user-trained model may emit any subset of the BlazePose-33 names, in any
+order. Its layout string is `"custom:" + ",".join(names)` (`custom_layout(names)`), so the
+names travel with every packet and nothing else has to be registered; `names_of`, `index`,
+`indices`, `mirror_perm`, `mirror` and `connections_of` read them from the string. Exactly
+COCO_NAMES or BLAZEPOSE_NAMES in their order are plain "coco17" / "blazepose33". A count
+cannot tell a custom layout apart, so `layout_of` never answers one.
 """
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -74,11 +83,73 @@ COUNTS = {layout: len(names) for layout, names in NAMES.items()}
 
 _INDEX = {layout: {name: i for i, name in enumerate(names)} for layout, names in NAMES.items()}
 
+CUSTOM_PREFIX = "custom:"
+# BlazePose-33 names every custom layout is drawn from (COCO-17's are a subset of them).
+CUSTOM_NAMES = frozenset(BLAZEPOSE_NAMES) | frozenset(COCO_NAMES)
+
+
+def is_custom(layout) -> bool:
+    return isinstance(layout, str) and layout.startswith(CUSTOM_PREFIX)
+
+
+def _check_names(names) -> tuple[str, ...]:
+    """`names` as a tuple, or ValueError naming the first bad or repeated name."""
+    if isinstance(names, str):
+        raise ValueError(f"landmark names must be a sequence of names, not the string {names!r}")
+    names = tuple(names)
+    if not names:
+        raise ValueError("a custom layout needs at least one landmark name")
+    seen = set()
+    for name in names:
+        if not isinstance(name, str) or name not in CUSTOM_NAMES:
+            raise ValueError(f"unknown landmark name {name!r}: custom layouts use BlazePose-33 names "
+                             f"(nodes/landmarks.py BLAZEPOSE_NAMES, e.g. 'left_shoulder')")
+        if name in seen:
+            raise ValueError(f"landmark name {name!r} appears twice in a custom layout")
+        seen.add(name)
+    return names
+
+
+def custom_layout(names) -> str:
+    """The layout string of a model emitting the landmarks `names` in this order.
+
+    "coco17" / "blazepose33" when `names` are exactly those layouts (so every consumer
+    keeps its fast, known path), else "custom:" + ",".join(names). ValueError names the
+    first name that is not a BlazePose-33 one, or a repeated one.
+    """
+    names = _check_names(names)
+    if names == COCO_NAMES:
+        return COCO17
+    if names == BLAZEPOSE_NAMES:
+        return BLAZEPOSE33
+    return CUSTOM_PREFIX + ",".join(names)
+
+
+@lru_cache(maxsize=256)
+def _custom_names(layout: str) -> tuple[str, ...]:
+    return _check_names(layout[len(CUSTOM_PREFIX):].split(","))
+
+
+def names_of(layout: str) -> tuple[str, ...]:
+    """The landmark names of a known or custom layout, in row order (ValueError otherwise)."""
+    if layout in NAMES:
+        return NAMES[layout]
+    if is_custom(layout):
+        return _custom_names(layout)
+    raise ValueError(f"unknown layout {layout!r}; known: {', '.join(NAMES)} or {CUSTOM_PREFIX}name,name,...")
+
+
+@lru_cache(maxsize=256)
+def _custom_index(layout: str) -> dict[str, int]:
+    return {name: i for i, name in enumerate(_custom_names(layout))}
+
 
 def index(name: str, layout: str = BLAZEPOSE33) -> int:
-    """Index of a landmark by name in a layout (KeyError naming the layout if unknown)."""
+    """Index of a landmark by name in a known or custom layout (KeyError naming the layout
+    if the name or layout is unknown; ValueError for a malformed custom layout)."""
+    lookup = _custom_index(layout) if is_custom(layout) else _INDEX.get(layout, {})
     try:
-        return _INDEX[layout][name]
+        return lookup[name]
     except KeyError:
         raise KeyError(f"no landmark {name!r} in layout {layout!r}") from None
 
@@ -121,8 +192,45 @@ def _mirror_perm(names) -> np.ndarray:
 MIRROR = {layout: _mirror_perm(names) for layout, names in NAMES.items()}
 
 
+@lru_cache(maxsize=256)
+def _custom_mirror(layout: str) -> np.ndarray:
+    # a landmark whose twin the model does not emit stays in place (x is still flipped):
+    # the best a mirror can do without the other side's point
+    lookup = _custom_index(layout)
+    perm = np.array([lookup.get(_swap_side(n), i) for i, n in enumerate(_custom_names(layout))], dtype=np.intp)
+    perm.setflags(write=False)  # cached and shared
+    return perm
+
+
+def mirror_perm(layout: str) -> np.ndarray:
+    """MIRROR[layout] for known and custom layouts (a twinless landmark maps to itself)."""
+    if layout in MIRROR:
+        return MIRROR[layout]
+    if is_custom(layout):
+        return _custom_mirror(layout)
+    raise ValueError(f"unknown layout {layout!r}; known: {', '.join(NAMES)} or {CUSTOM_PREFIX}name,name,...")
+
+
+@lru_cache(maxsize=256)
+def _custom_connections(layout: str) -> tuple[tuple[int, int], ...]:
+    lookup = _custom_index(layout)
+    pairs = ((BLAZEPOSE_NAMES[a], BLAZEPOSE_NAMES[b]) for a, b in BLAZEPOSE_CONNECTIONS)
+    return tuple((lookup[a], lookup[b]) for a, b in pairs if a in lookup and b in lookup)
+
+
+def connections_of(layout: str) -> tuple[tuple[int, int], ...]:
+    """Skeleton edges (index pairs into the layout's rows). A custom layout gets the
+    BlazePose edges whose two ends it has: no edge is invented across a missing joint, so
+    a drawn line is always a limb the model saw."""
+    if layout in CONNECTIONS:
+        return CONNECTIONS[layout]
+    if is_custom(layout):
+        return _custom_connections(layout)
+    raise ValueError(f"unknown layout {layout!r}; known: {', '.join(NAMES)} or {CUSTOM_PREFIX}name,name,...")
+
+
 def layout_of(points: np.ndarray) -> str:
-    """Guess a layout from the number of landmarks (33, 17 or 18)."""
+    """Guess a layout from the number of landmarks (33, 17 or 18; never a custom one)."""
     n = np.shape(points)[0]
     for layout, count in COUNTS.items():
         if count == n:
@@ -165,11 +273,12 @@ def mirror(points: np.ndarray, layout: str | None = None, width: float | None = 
     """The pose seen in a mirror: left and right landmarks swapped and x flipped.
 
     x becomes `width - x` for pixel coordinates of an image `width` wide, or `-x` when no
-    width is given (coordinates centred on the body). Other axes are unchanged.
+    width is given (coordinates centred on the body). Other axes are unchanged. Custom
+    layouts: a landmark whose twin is absent keeps its row (see `mirror_perm`).
     """
     points = np.asarray(points)
     points = points.astype(np.result_type(points.dtype, np.float32))
     layout = layout or layout_of(points)
-    out = points[MIRROR[layout]]
+    out = points[mirror_perm(layout)]
     out[:, 0] = (width - out[:, 0]) if width is not None else -out[:, 0]
     return out

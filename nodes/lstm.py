@@ -24,7 +24,9 @@ person 0, one window per stream, exactly as before.
 Layouts: `coco_xy` models work on every layout (BlazePose-33, COCO-17, OpenPose-18).
 `blazepose_xyzv` and `embed` models need BlazePose-33 points; the upstream layout is only
 known per frame, so a person of another layout is skipped on that frame (their window is
-left as it is, no answer), counted as `wrong_layout` and reported once in the log.
+left as it is, no answer), counted as `wrong_layout` and reported once in the log. So is
+a person of a custom layout (nodes/landmarks.py) whose features are not as many as the
+model takes (coco_xy: one without all 17 COCO points).
 
 Backends: `tflite` (default) runs model.tflite through ai_edge_litert, without importing
 TensorFlow (the process stays around 100 MB); `keras` loads model.keras with TensorFlow
@@ -78,6 +80,13 @@ class Lstm(PersonNode, Node):
                 skip_person(self, ctx, "wrong_layout", f"model {self.params['model']!r}: features {kind!r} need "
                                                        f"blazepose33 landmarks, got {found!r}: such people get no answer "
                                                        "(coco_xy models work on any layout)")
+                return {}
+        if px is not None and lm.is_custom(layout):
+            size = lstm_model.feature_size(kind, layout)
+            if size != int(self.info["n_features"]):
+                skip_person(self, ctx, "wrong_layout", f"model {self.params['model']!r} takes {self.info['n_features']} "
+                                                       f"{kind} features per frame, a person of layout {layout!r} gives "
+                                                       f"{size}: such people get no answer")
                 return {}
         stream = self.streams.get(key)
         if stream is None:

@@ -6,6 +6,8 @@ Features (`features(points, layout, kind, width, height)` -> float32 (T, F)):
 - `coco_xy` (34): COCO-17 x,y centred on the hips' midpoint and divided by the torso size
   (the Detectron2 + LSTM write-up's body-normalised keypoints; nodes.embed.normalized_keypoints).
   BlazePose-33 input is converted to COCO-17 through nodes.landmarks; works on both layouts.
+  A custom layout (nodes/landmarks.py) gives 2 values per COCO-17 point it has
+  (`feature_size`), so only a model trained on as many features can take it.
 - `blazepose_xyzv` (132): BlazePose-33 x / width, y / height, z / width, visibility (the
   Keras write-up's landmarks normalised by the image size); blazepose33 only.
 - `embed` (69): the ML Kit embedding (nodes.embed.mlkit_embedding, 23 x 3) flattened and
@@ -61,6 +63,14 @@ class ModelDirError(ValueError):
     """A model directory that is missing or unusable; str() is a one-line message."""
 
 
+def feature_size(kind: str, layout: str = lm.BLAZEPOSE33) -> int:
+    """Values per frame of features `kind` on `layout`: FEATURE_SIZES, except coco_xy on a
+    custom layout, which has only the COCO-17 points it has (nodes.embed.keypoint_names)."""
+    if kind == "coco_xy" and lm.is_custom(layout):
+        return len(emb.keypoint_names(layout))
+    return FEATURE_SIZES[kind]
+
+
 # ----- features ------------------------------------------------------------------------------
 def _frame_features(points: np.ndarray, layout: str, kind: str, width, height) -> np.ndarray:
     """(n, K, >=3) points of frames that all have a person -> (n, F) float64."""
@@ -99,7 +109,7 @@ def features(points: np.ndarray, layout: str, kind: str, width: int | None = Non
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3:
         raise ValueError(f"points must be (T, K, 4), got {pts.shape}")
-    out = np.zeros((pts.shape[0], FEATURE_SIZES[kind]), dtype=np.float32)
+    out = np.zeros((pts.shape[0], feature_size(kind, layout)), dtype=np.float32)
     valid = person_mask(pts)
     if valid.any():
         clean = np.nan_to_num(pts[valid], nan=0.0)  # a stray NaN (e.g. visibility) must not poison the model
@@ -142,8 +152,8 @@ def windows(feats: np.ndarray, length: int = DEFAULT_WINDOW, stride: int = 4) ->
 # ----- augmentation --------------------------------------------------------------------------
 def mirror_points(points: np.ndarray, layout: str, width: float) -> np.ndarray:
     """(T, K, 4) -> the clip seen in a mirror: left/right landmarks swapped (nodes.landmarks
-    MIRROR permutation) and x -> width - x. NaN rows stay NaN."""
-    out = np.array(points, dtype=np.float32)[:, lm.MIRROR[layout]]
+    mirror permutation; custom layouts too) and x -> width - x. NaN rows stay NaN."""
+    out = np.array(points, dtype=np.float32)[:, lm.mirror_perm(layout)]
     out[..., 0] = width - out[..., 0]
     return out
 

@@ -7,6 +7,9 @@ model blazepose, max_people > 1: nodes/blazepose_multi.py (`MultiBlazePose.track
     stream; the detector runs every `detect_every` frames or when someone was lost).
 model posenet / movenet-lightning / movenet-thunder / movenet-multipose: nodes/posenet.py,
     nodes/movenet.py; COCO-17 keypoints.
+model custom:PATH: a keypoint model trained with `runner.py train-keypoints` (nodes/custom_pose.py),
+    on the BlazePose detector's person crops or the whole frame; its own keypoints: layout
+    "coco17" when they are COCO-17's, else "custom:<names>" with "names" in the packet.
 
 Packets (one person): BlazePose as nodes/packets.py (plus "score" and "box" on the multi
 path); COCO-17 backends {"px": float32 17 x 4 [x_px, y_px, 0, score], "norm": float32 17 x 4
@@ -32,17 +35,30 @@ from .packets import image_of
 from .people import merge
 
 MODELS = ("blazepose", "posenet", "movenet-lightning", "movenet-thunder", "movenet-multipose")
+CUSTOM = "custom:"
 
 
-def coco_packet(person: dict, width: int, height: int) -> dict:
-    """A COCO-17 backend's person {"keypoints": (17, 3) x_px, y_px, score, "score", "box"} as a
-    landmarks packet (see the module doc)."""
+def check_model(value: str) -> str | None:
+    """A built-in model's name or custom:PATH (the file itself is checked at open)."""
+    if value in MODELS:
+        return None
+    if value.startswith(CUSTOM):
+        return None if value[len(CUSTOM):].strip() else "custom: needs a path, e.g. custom:models/my_keypoints"
+    return f"{value!r} is not one of {', '.join(MODELS)} or custom:PATH"
+
+
+def coco_packet(person: dict, width: int, height: int, layout: str = "coco17", names=None) -> dict:
+    """A single-frame backend's person {"keypoints": (k, 3) x_px, y_px, score, "score", "box"} as a
+    landmarks packet (see the module doc); a custom layout also carries its "names"."""
     kps = np.asarray(person["keypoints"], np.float32)
     px = np.zeros((len(kps), 4), np.float32)
     px[:, 0], px[:, 1], px[:, 3] = kps[:, 0], kps[:, 1], kps[:, 2]
     norm = px / np.float32([width, height, 1, 1])
-    return {"px": px, "norm": norm, "width": int(width), "height": int(height), "layout": "coco17",
-            "score": float(person["score"]), "box": np.asarray(person["box"], np.float32).reshape(4)}
+    packet = {"px": px, "norm": norm, "width": int(width), "height": int(height), "layout": layout,
+              "score": float(person["score"]), "box": np.asarray(person["box"], np.float32).reshape(4)}
+    if names is not None and layout not in ("coco17", "blazepose33"):
+        packet["names"] = tuple(names)
+    return packet
 
 
 class Pose(Node):
@@ -56,7 +72,7 @@ class Pose(Node):
     (single or multi), MoveNet single pose's crop, and the id tracker; with several sources
     feeding this node, one tracker would carry one camera's people into another's frames.
     The first per-stream backend is made in open() (so a missing model stops the graph at
-    start) and goes to whichever stream comes first. PoseNet and MoveNet MultiPose keep no
+    start) and goes to whichever stream comes first. PoseNet, MoveNet MultiPose and custom models keep no
     state and are shared by all streams.
     """
 
@@ -64,9 +80,15 @@ class Pose(Node):
     OUTPUTS = {"landmarks": "landmarks packet (nodes/packets.py; layout blazepose33 or coco17, see nodes/pose.py), "
                             "multi-person (nodes/people.py) when max_people > 1; empty when no person"}
     PARAMS = {
-        "model": Param("blazepose", choices=MODELS,
+        "model": Param("blazepose", check=check_model,
                        help="blazepose (33 landmarks), or a COCO-17 backend: posenet, movenet-lightning, "
-                            "movenet-thunder (single person), movenet-multipose (up to 6)"),
+                            "movenet-thunder (single person), movenet-multipose (up to 6), or custom:PATH "
+                            "(a model folder from runner.py train-keypoints)"),
+        "custom_precision": Param("float", choices=("float", "int8"),
+                                  help="custom: run model.float.tflite or model.int8.tflite of the model folder"),
+        "custom_crop": Param("model", choices=("model", "detector", "frame"),
+                             help="custom: the crop the model was trained on (model.json), or force the BlazePose "
+                                  "detector's person crops / the whole frame"),
         "max_people": Param(1, min=1, max=20,
                             help="1: the best person, single-person packet (id 0); more: tracked ids >= 1"),
         "detect_every": Param(10, min=0, help="blazepose, max_people > 1: run the person detector every N frames "
@@ -75,7 +97,8 @@ class Pose(Node):
         "static_image_mode": Param(False, help="detect on every frame instead of tracking (unrelated images)"),
         "model_complexity": Param(1, choices=(0, 1, 2), help="blazepose: 0 lite, 1 full, 2 heavy landmark model"),
         "smooth_landmarks": Param(True, help="blazepose, max_people 1: filter landmarks across frames (tracking only)"),
-        "min_detection_confidence": Param(0.5, min=0.0, max=1.0, help="blazepose: person detector score threshold"),
+        "min_detection_confidence": Param(0.5, min=0.0, max=1.0,
+                                          help="blazepose, custom: person detector score threshold"),
         "min_tracking_confidence": Param(0.5, min=0.0, max=1.0,
                                          help="blazepose: landmark presence below which a person is lost"),
         "posenet_input_size": Param(513, min=17, help="posenet: square model input, 16k+1 (257, 385, 513...)"),
@@ -108,9 +131,18 @@ class Pose(Node):
         self.people = {}    # stream id -> PeopleTracker (max_people > 1)
         self.spare = None   # made here so model errors surface at open; the first stream takes it
         self.shared = None  # PoseNet / MoveNetMultiPose: stateless, one for all streams
-        if self.model not in MODELS:
-            raise NodeOpenError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}",
-                                field="params.model")
+        problem = check_model(self.model)
+        if problem:
+            raise NodeOpenError(problem, field="params.model")
+        if self.model.startswith(CUSTOM):
+            from .custom_pose import CustomModelError
+
+            try:
+                self.spare = self._new_tracker()
+            except CustomModelError as exc:
+                raise NodeOpenError(str(exc), field="params.model") from exc
+            self.shared, self.spare = self.spare, None  # one frame at a time, no state: shared by all streams
+            return
         if self.model == "blazepose":
             from . import blazepose
 
@@ -135,6 +167,13 @@ class Pose(Node):
         """A new backend instance for this node's model and params."""
         threads = int(self.param("threads"))
         static = bool(self.param("static_image_mode"))
+        if self.model.startswith(CUSTOM):
+            from .custom_pose import CustomPose
+
+            crop = self.param("custom_crop")
+            return CustomPose(self.model[len(CUSTOM):].strip(), precision=self.param("custom_precision"),
+                              crop=None if crop == "model" else crop, max_people=self.max_people,
+                              min_detection_confidence=self.param("min_detection_confidence"), threads=threads)
         if self.model == "blazepose":
             if self.legacy:
                 from . import blazepose
@@ -205,8 +244,9 @@ class Pose(Node):
                 hint = p.track_id if p.track_id >= 0 else None
                 found.append((packet, p.px[:, (0, 1, 3)], hint))
         else:
+            layout, names = getattr(backend, "layout", "coco17"), getattr(backend, "names", None)
             for p in backend.run(image):
-                found.append((coco_packet(p, width, height), np.asarray(p["keypoints"]), None))
+                found.append((coco_packet(p, width, height, layout, names), np.asarray(p["keypoints"]), None))
         return found[: self.max_people]
 
     def process(self, inputs, ctx):

@@ -15,7 +15,9 @@ What it draws (everything optional but the frame):
     class); votes, scores and reps are matched to people by id. The panel then shows
     the packets' first person, as for one person;
   - skeletons of BlazePose-33, COCO-17 and OpenPose-18 landmarks (by the packet's
-    `layout`, else the number of points);
+    `layout`, else the number of points), and of custom layouts (a model's own subset of
+    the BlazePose names, nodes/landmarks.py): their points, and the BlazePose edges whose
+    two ends they have;
   - the frames per second of every node of the graph (ctx.graph_fps(), refreshed once a
     second; hidden until some node has a measured rate) in small text in the bottom-left
     corner, when `show_fps`.
@@ -200,12 +202,17 @@ class Render(Node):
         if name is None:
             name = {17: "coco17", 18: "openpose18"}.get(px.shape[0])
         skeleton = self.skeletons.get(name)
-        if skeleton is None and name in ("coco17", "openpose18"):
+        if skeleton is None and (name in ("coco17", "openpose18") or str(name).startswith("custom:")):
             from nodes import landmarks as lm
 
-            pairs = np.array(lm.CONNECTIONS[name], dtype=np.intp)
-            sides = np.array([name_side(n) for n in lm.NAMES[name]])
+            try:
+                pairs = np.array(lm.connections_of(name), dtype=np.intp).reshape(-1, 2)
+                sides = np.array([name_side(n) for n in lm.names_of(name)])
+            except ValueError:  # a malformed custom layout: not drawn, with the warning below
+                return None
             a, b = pairs[:, 0], pairs[:, 1]
+            if len(self.skeletons) > 64:  # custom layouts come from packets: keep the cache bounded
+                self.skeletons = {"blazepose33": self.skeletons["blazepose33"]}
             skeleton = self.skeletons[name] = (len(sides), a, b, sides, np.where(sides[a] == sides[b], sides[a], CENTRE))
         if skeleton is None or px.shape[0] < skeleton[0]:
             return None
@@ -220,7 +227,8 @@ class Render(Node):
         if isinstance(px, np.ndarray) and px.ndim == 2 and px.shape[1] >= 2:
             skeleton = self._skeleton(px, name if isinstance(name, str) else None)
         if skeleton is None:
-            self._warn(ctx, "landmarks without a 'px' array of a known layout (33, 17 or 18 x 4) are not drawn")
+            self._warn(ctx, "landmarks without a 'px' array of a known layout (33, 17 or 18 x 4, or as many as "
+                            "a custom layout names) are not drawn")
             ctx.count("bad_landmarks")
             return None
         n, edge_a, edge_b, point_side, edge_side = skeleton

@@ -336,7 +336,7 @@ class ImageFolder(Node):
 
 # ----- JSON lines ------------------------------------------------------------------------------
 def _landmark_rows(value):
-    """33 x [x_px, y_px, z, visibility] rounded to 2 decimals (None for non-finite numbers)."""
+    """n x [x_px, y_px, z, visibility] rounded to 2 decimals (None for non-finite numbers)."""
     px = value.get("px") if isinstance(value, dict) else value
     if not isinstance(px, np.ndarray) or px.ndim != 2 or px.shape[1] < 3:
         return None
@@ -390,7 +390,7 @@ def _fields(landmarks, votes, scores, reps, reps_wired: bool) -> dict:
     """The per-person fields of a record from one person's packets (any may be None)."""
     smoothed = _table(scores, "scores", 4)
     table = _table(votes, "votes", None)
-    return {
+    fields = {
         "landmarks": None if landmarks is None else _landmark_rows(landmarks),
         "votes": table,
         "smoothed": smoothed,
@@ -399,6 +399,12 @@ def _fields(landmarks, votes, scores, reps, reps_wired: bool) -> dict:
         "label": votes.get("label") if isinstance(votes, dict) else None,
         "reps": _table(reps, "reps", None) if reps_wired else None,
     }
+    layout = landmarks.get("layout") if isinstance(landmarks, dict) else None
+    if isinstance(layout, str) and layout.startswith("custom:"):
+        # the rows' count cannot tell which points they are (it can for 33 and 17), so the
+        # layout, which lists their names, goes along; known layouts' records stay as they were
+        fields["layout"] = layout
+    return fields
 
 
 def _people(inputs) -> list[dict] | None:
@@ -446,7 +452,8 @@ class JsonLines(Node):
        or null, "smoothed": {class: score} (4 decimals) or null, "class": argmax of
        smoothed (else votes) or null, "label": the classifier's own answer when its votes
        packet has one (e.g. "unknown"), "reps": {class: count} or null when `reps` is not
-       wired}
+       wired, and "layout" only for landmarks of a custom layout: "custom:name,name,..."
+       naming the landmark rows in order (nodes/landmarks.py)}
 
     and, when the landmarks packet holds several people (nodes/people.py: it has "ids"),
     "people": [{"id", "landmarks", "votes", "smoothed", "class", "label", "reps" (as

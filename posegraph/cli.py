@@ -20,7 +20,10 @@ USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--durati
        runner.py extract CLIPS_ROOT -o DATA.npz          landmark sequences of labelled clips
        runner.py import-sequences FORMAT PATH -o DATA.npz
        runner.py train-lstm DATA.npz -o MODEL_DIR
-       runner.py dtw-templates --clips ROOT -o TEMPLATES.npz   (see --help of each)
+       runner.py dtw-templates --clips ROOT -o TEMPLATES.npz
+       runner.py label-keypoints INPUT... -o LABELS.json --keypoints A,B,...   BlazePose pseudo-labels
+       runner.py train-keypoints INPUT... -o MODEL_DIR (--labels FILE | --label-with blazepose --keypoints A,B,...)
+                                          a TFLite keypoint model for `pose` model custom:MODEL_DIR   (see --help of each)
        runner.py serve [--host 127.0.0.1] [--port 8000] [--max-upload-mb 200] [--jobs-dir out/web_jobs]   web app: upload a video, see the result"""
 
 # commands that are tools of the node kinds rather than of the engine: name -> "module:function"
@@ -30,6 +33,8 @@ TOOLS = {
     "import-sequences": "nodes.sequence_import:main",
     "train-lstm": "nodes.lstm_train:main",
     "dtw-templates": "nodes.dtw_record:main",
+    "label-keypoints": "nodes.keypoint_train:label_main",
+    "train-keypoints": "nodes.keypoint_train:main",
     "serve": "webapp.server:main",
 }
 

@@ -38,6 +38,7 @@ class Param:
     max: float | None = None
     choices: tuple | None = None
     help: str = ""
+    check: Any = None  # value -> None, or the reason it is wrong (for values `choices` cannot list)
 
     def kind(self):
         if self.type is not None:
@@ -80,6 +81,10 @@ class Param:
             raise ValueError(f"expected {self.type_name()}, got {type(value).__name__} {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise ValueError(problem)
         if self.min is not None and isinstance(value, (int, float)) and value < self.min:
             raise ValueError(f"{value!r} is below the minimum {self.min}")
         if self.max is not None and isinstance(value, (int, float)) and value > self.max:
