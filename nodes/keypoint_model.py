@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -203,7 +204,6 @@ def masked_mse(y_true, y_pred):
 @contextlib.contextmanager
 def _converter_quiet():
     """The TFLite converter prints a dozen MLIR lines on fd 2 per export: hide them unless it fails."""
-    import sys
     import tempfile
 
     sys.stderr.flush()
@@ -274,6 +274,8 @@ def progress_callback(epochs: int, steps: int, enabled: bool):
                          f"val {logs.get('val_loss', float('nan')):.5f} lr {lr:.1e}")
             if self.bar is not None:
                 self.bar.update(self.task, description=self.last, completed=(epoch + 1) * steps)
+                if not self.bar.console.is_terminal:  # a log file gets one line per epoch, not a frozen bar
+                    print(self.last, file=sys.stderr, flush=True)
 
         def on_train_end(self, logs=None):
             if self.bar is not None:
@@ -362,7 +364,7 @@ def train(train_samples, val_samples, names, out_dir, *, size: int = 128, color:
           split: str = "", log=print, extra_info: dict | None = None) -> dict:
     """Train on samples with context crops (keypoint_data.attach_crops), write the model folder
     (module doc), return the info written to model.json."""
-    tf = _tf()
+    _tf()
     import keras
 
     from .custom_pose import KeypointModel
