@@ -148,6 +148,7 @@ def main() -> int:
     ap.add_argument("--backbone", default="small")
     ap.add_argument("--input-size", type=int, default=128)
     ap.add_argument("--color", action="store_true")
+    ap.add_argument("--patience", type=int, default=12)
     ap.add_argument("--relabel", action="store_true", help="label the clips again even if out/keypoints_bench has them")
     ap.add_argument("--ship", default=None, metavar="DIR", help="copy the trained model here (e.g. models/keypoints_coco17)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "keypoints.json"))
@@ -175,9 +176,9 @@ def main() -> int:
 
     from nodes.keypoint_model import train
 
-    model_dir = WORK / "model"
+    model_dir = WORK / f"model_{args.backbone}_{args.input_size}{'_color' if args.color else ''}"
     info = train(train_set, val_set, NAMES, model_dir, size=args.input_size, color=args.color, backbone=args.backbone,
-                 epochs=args.epochs, split=how, log=lambda m: print(m, file=sys.stderr),
+                 epochs=args.epochs, patience=args.patience, split=how, log=lambda m: print(m, file=sys.stderr),
                  extra_info={"labels": f"BlazePose pseudo-labels, min visibility {MIN_VISIBILITY}, exercise clips"})
     units, mask = targets(train_set)
     mean_units = view_units(np.nanmean(np.where(mask[..., None], units, np.nan), axis=0))
@@ -206,7 +207,7 @@ def main() -> int:
     image = cv2.imread(str(REF / "pose.jpg"))
     results["pose_jpg"] = evaluate(backends, mean_units, [(image, np.array(jpg["landmarks_xy"], float)[coco])])
     results["speed"] = timing(backends, [img for img, _ in squats[:40]])
-    results["command"] = "python benchmarks/keypoints.py" + (f" --ship {args.ship}" if args.ship else "")
+    results["command"] = " ".join(["python benchmarks/keypoints.py"] + sys.argv[1:])
     Path(args.json).write_text(json.dumps(results, indent=1))
     plot(results, Path(args.json).with_suffix(".png"))
     for key in ("held_out_clips", "pose_squats", "pose_jpg"):

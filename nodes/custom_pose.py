@@ -42,8 +42,11 @@ def model_files(path: str, precision: str = "float") -> tuple[Path, Path]:
         meta = where / "model.json"
         if not meta.is_file():
             raise CustomModelError(f"{where}: no model.json (train one with runner.py train-keypoints)")
-        info = json.loads(meta.read_text())
-        tflite = where / info.get("files", {}).get(precision, f"model.{precision}.tflite")
+        try:
+            info = json.loads(meta.read_text())
+            tflite = where / info.get("files", {}).get(precision, f"model.{precision}.tflite")
+        except (ValueError, AttributeError, TypeError) as exc:  # not JSON, or not the object train-keypoints writes
+            raise CustomModelError(f"{meta}: not a keypoint model description ({exc})") from None
     elif where.is_file():
         if where.suffix != ".tflite":
             raise CustomModelError(f"{where}: expected a model folder or a .tflite file")
@@ -73,12 +76,12 @@ class KeypointModel:
             self.channels = int(info["channels"])
             self.channel_order = str(info["channel_order"])
             self.crop = str(info.get("crop", "detector"))
-        except (KeyError, TypeError, ValueError) as exc:
+            self.layout = lm.custom_layout(self.names)  # ValueError naming an unknown or repeated name
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CustomModelError(f"{meta}: not a keypoint model description ({exc})") from None
         if self.crop not in CROP_MODES:
             raise CustomModelError(f"{meta}: field 'crop' must be one of {', '.join(CROP_MODES)}, got {self.crop!r}")
         self.info, self.path = info, tflite
-        self.layout = lm.custom_layout(self.names)
         try:
             with native_stderr_filtered():
                 self.interpreter = Interpreter(model_path=str(tflite), num_threads=int(threads))

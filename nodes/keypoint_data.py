@@ -65,22 +65,25 @@ class Sample:
 
 
 # ----- names ----------------------------------------------------------------------------------
-def parse_keypoints(text: str | list[str]) -> tuple[str, ...]:
+def parse_keypoints(text: str | list[str], where: str = "--keypoints") -> tuple[str, ...]:
     """`left_shoulder,right_shoulder` (or a list; `coco17` / `blazepose33` for a whole layout)
-    -> names, each checked against BlazePose's 33 names."""
+    -> names, each checked against BlazePose's 33 names. `where` starts the error message: the
+    option, or the labels file and field the names came from."""
+    if not isinstance(text, str) and not (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text)):
+        raise LabelError(f"{where}: expected keypoint names (a list of strings), got {text!r}"[:300])
     items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     names: list[str] = []
     for item in items:
         names.extend(lm.NAMES[item] if item in (lm.COCO17, lm.BLAZEPOSE33) else [item])
     if not names:
-        raise LabelError("--keypoints: no keypoint names given")
+        raise LabelError(f"{where}: no keypoint names given")
     for name in names:
         if name not in lm.BLAZEPOSE_NAMES:
-            raise LabelError(f"--keypoints: unknown keypoint {name!r}; names are BlazePose's: "
+            raise LabelError(f"{where}: unknown keypoint {name!r}; names are BlazePose's: "
                              f"{', '.join(lm.BLAZEPOSE_NAMES)} (or coco17 / blazepose33)")
     dup = [n for n, c in Counter(names).items() if c > 1]
     if dup:
-        raise LabelError(f"--keypoints: {dup[0]!r} is given twice")
+        raise LabelError(f"{where}: {dup[0]!r} is given twice")
     return tuple(names)
 
 
@@ -198,7 +201,7 @@ def load_labels(path) -> tuple[tuple[str, ...], list[Sample]]:
             for name in names:
                 if f"{name}_y" not in header:
                     raise LabelError(f"{path}: line 1: column {name}_x has no {name}_y")
-            names = parse_keypoints(list(names))
+            names = parse_keypoints(list(names), f"{path}: line 1: header")
             for line, row in enumerate(reader, start=2):
                 where = f"{path}: line {line}"
                 points = np.full((len(names), 2), np.nan)
@@ -218,7 +221,7 @@ def load_labels(path) -> tuple[tuple[str, ...], list[Sample]]:
         raise LabelError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(doc, dict) or "keypoints" not in doc or "samples" not in doc:
         raise LabelError(f"{path}: expected an object with fields 'keypoints' and 'samples'")
-    names = parse_keypoints(doc["keypoints"])
+    names = parse_keypoints(doc["keypoints"], f"{path}: field 'keypoints'")
     if not isinstance(doc["samples"], list):
         raise LabelError(f"{path}: field 'samples' must be a list")
     for i, entry in enumerate(doc["samples"]):

@@ -117,21 +117,19 @@ class Augment:
                 "offset": float(rng.uniform(-self.max_offset, self.max_offset))}
 
 
-def batches(contexts, units, mask, size, channel_order, batch, perm, augment: Augment | None, rng):
-    """One epoch of (x uint8->float32, y = [x, y units..., mask...]) batches, shuffled."""
-    order = rng.permutation(len(contexts)) if augment is not None else np.arange(len(contexts))
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
-        xs, ys = [], []
-        for i in idx:
-            params = augment.draw(rng) if augment is not None else {}
-            xs.append(render_view(contexts[i], size, channel_order, **params))
-            target, visible = view_units(units[i], params.get("scale", 1.0), params.get("shift", (0, 0)),
-                                         params.get("flip", False)), mask[i]
-            if params.get("flip"):
-                target, visible = target[perm], visible[perm]
-            ys.append(np.concatenate([target.reshape(-1), visible.astype(np.float64)]))
-        yield np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+def make_batch(idx, contexts, units, mask, size, channel_order, perm, augment: Augment | None, rng):
+    """(x float32 pixels, y = [x, y units..., mask...]) of the crops `idx`, each under a fresh
+    random augmentation (none when `augment` is None)."""
+    xs, ys = [], []
+    for i in idx:
+        params = augment.draw(rng) if augment is not None else {}
+        xs.append(render_view(contexts[i], size, channel_order, **params))
+        target, visible = view_units(units[i], params.get("scale", 1.0), params.get("shift", (0, 0)),
+                                     params.get("flip", False)), mask[i]
+        if params.get("flip"):
+            target, visible = target[perm], visible[perm]
+        ys.append(np.concatenate([target.reshape(-1), visible.astype(np.float64)]))
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
 
 
 # ----- the network --------------------------------------------------------------------------------
@@ -172,6 +170,9 @@ def build_model(n_keypoints: int, size: int = 128, channels: int = 1, backbone: 
             net = build(input_shape=(size, size, channels), include_top=False, weights=weights, **kwargs)
         except ValueError as exc:
             raise TrainError(f"--weights {weights}: {exc}".replace("\n", " ")) from None
+        for layer in net.layers:  # the applications' 0.99 lags far behind on a few hundred steps from scratch
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = 0.9
         x = net(x)
     x = layers.Conv2D(max(16, int(round(64 * min(width, 1.0)))), 1, activation="relu", name="squeeze")(x)
     x = layers.Flatten(name="flatten")(x)
@@ -381,7 +382,6 @@ def train(train_samples, val_samples, names, out_dir, *, size: int = 128, color:
     if augment and perm is None:
         log("no mirroring: some keypoints have no left/right twin among the keypoints")
     keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
 
     def arrays(samples):
         contexts = [s.context for s in samples]
@@ -405,20 +405,26 @@ def train(train_samples, val_samples, names, out_dir, *, size: int = 128, color:
     steps = int(np.ceil(len(tr_ctx) / batch))
 
     class EpochData(keras.utils.PyDataset):
-        """A fresh augmentation of every training crop each epoch."""
+        """A fresh shuffle and augmentation of the training crops each epoch, made batch by
+        batch (memory stays at one batch whatever the data set's size); seeded per (epoch,
+        batch), so a run is repeatable."""
 
         def __init__(self):
             super().__init__()
+            self.epoch = -1
             self.on_epoch_end()
 
         def __len__(self):
             return steps
 
         def __getitem__(self, i):
-            return self.cached[i]
+            idx = self.order[i * batch:(i + 1) * batch]
+            return make_batch(idx, tr_ctx, tr_units, tr_mask, size, channel_order, perm, aug,
+                              np.random.default_rng([seed, self.epoch, i]))
 
         def on_epoch_end(self):
-            self.cached = list(batches(tr_ctx, tr_units, tr_mask, size, channel_order, batch, perm, aug, rng))
+            self.epoch += 1
+            self.order = np.random.default_rng([seed, self.epoch]).permutation(len(tr_ctx))
 
     monitor = "val_loss" if val_samples else "loss"
     best = out_dir / "model.keras"

@@ -47,8 +47,9 @@ def _train_parser() -> argparse.ArgumentParser:
     src.add_argument("--label-with", choices=("blazepose",), help="make pseudo-labels with BlazePose (needs --keypoints)")
     p.add_argument("--backbone", choices=BACKBONES, default="small", help="network (default small; ImageNet weights "
                    "cannot be downloaded: random start, or --weights)")
-    p.add_argument("--weights", metavar="FILE", help="start from this weights file (a Keras application's .h5 for "
-                   "mobilenetv2 / resnet50, or a model.keras / .weights.h5 of the same small model)")
+    p.add_argument("--weights", metavar="FILE", help="start from this weights file: a Keras application's no-top .h5 "
+                   "for mobilenetv2 / resnet50 (ImageNet files are 3-channel: add --color; --width must match the "
+                   "file's alpha), or a model.keras / .weights.h5 of the same small model")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (small; mobilenetv2's alpha)")
     p.add_argument("--input-size", type=int, default=128, help="square input side in pixels (default 128)")
     p.add_argument("--color", action="store_true", help="colour input (default grayscale)")
@@ -127,11 +128,14 @@ def label_main(argv: list[str]) -> int:
     except LabelError as exc:
         return _err(str(exc))
     _print_report(report)
-    write_labels(args.output, names, samples, {"made_with": "blazepose", "min_visibility": args.min_visibility})
     report_path = Path(args.output).with_name(Path(args.output).stem + "_report.json")
+    report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=1))
+    if not samples:
+        return _err(f"no frame kept (see {report_path}); lower --min-visibility or check the inputs show a person")
+    write_labels(args.output, names, samples, {"made_with": "blazepose", "min_visibility": args.min_visibility})
     _say(f"wrote {args.output} and {report_path}")
-    return 0 if samples else 2
+    return 0
 
 
 def main(argv: list[str]) -> int:
