@@ -546,3 +546,35 @@ def test_mobilenetv2_and_resnet50_backbones_build_and_a_weights_file_round_trips
             build_model(6, 64, 1, "mobilenetv2", width=0.35, weights=str(path))
         message = str(caught.value)
         assert "\n" not in message and message.startswith(f"--weights {path}: ") and words in message, message
+
+
+def test_label_keypoints_on_a_folder_of_images_groups_clips_by_folder_and_matches_google(tmp_path):
+    """The no-annotation path for images: BlazePose (static mode) labels every image of a folder
+    tree; each sub-folder is a clip (the split unit); the labels are BlazePose's own on each
+    image alone (Google's reference for the clip is tracked video: up to 16 px away here)."""
+    import cv2
+
+    frames = dict(read_frames(VIDEO, {0, 16, 32, 48}))
+    (tmp_path / "imgs" / "session_a").mkdir(parents=True)
+    (tmp_path / "imgs" / "session_b").mkdir(parents=True)
+    for f, image in frames.items():
+        folder = "session_a" if f < 30 else "session_b"
+        assert cv2.imwrite(str(tmp_path / "imgs" / folder / f"frame_{f:02d}.png"), image)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image: ignored")
+    out = tmp_path / "labels.json"
+    result = run_cli("label-keypoints", tmp_path / "imgs", "-o", out, "--keypoints", "left_hip,right_hip,left_knee,right_knee",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    names, samples = load_labels(out)
+    assert names == ("left_hip", "right_hip", "left_knee", "right_knee")
+    assert sorted((s.clip, Path(s.source).name) for s in samples) == [
+        ("session_a", "frame_00.png"), ("session_a", "frame_16.png"), ("session_b", "frame_32.png"), ("session_b", "frame_48.png")]
+    idx = lm.indices(names)
+    from nodes.blazepose import BlazePose
+
+    with BlazePose(static_image_mode=True) as pose:  # an independent pass: each image alone, as labelling must do
+        for s in samples:
+            expected = pose.detect(cv2.imread(s.source))["px"][idx, :2]
+            assert np.abs(s.points - expected).max() < 0.01, s.source  # labels are written to 0.01 px
+    train, val, how = split_by_clip(samples)
+    assert {s.clip for s in train}.isdisjoint({s.clip for s in val}) and how.startswith("by clip")
