@@ -548,7 +548,7 @@ def test_mobilenetv2_and_resnet50_backbones_build_and_a_weights_file_round_trips
         assert "\n" not in message and message.startswith(f"--weights {path}: ") and words in message, message
 
 
-def test_label_keypoints_on_a_folder_of_images_groups_clips_by_folder_and_matches_google(tmp_path):
+def test_label_keypoints_on_a_folder_of_images_groups_clips_by_folder_with_blazeposes_own_labels(tmp_path):
     """The no-annotation path for images: BlazePose (static mode) labels every image of a folder
     tree; each sub-folder is a clip (the split unit); the labels are BlazePose's own on each
     image alone (Google's reference for the clip is tracked video: up to 16 px away here)."""
