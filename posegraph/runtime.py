@@ -154,7 +154,12 @@ class OutLink:
         self.consumer_inc = None
         self.resume_hint: dict[int, int] = {}  # stream -> the seq the consumer expects next (from its hello)
         self.outstanding: collections.OrderedDict = collections.OrderedDict()  # (s, q) -> Entry
-        self.unconsumed = 0
+        # stream -> packets sent but not yet processed. Credit is per stream: a consumer fed by
+        # several producer replicas holds a stream's packets until that stream's gap fills,
+        # and one shared window per link lets two streams' held packets block each other's
+        # replicas in a cycle (hop.0 full of stream B waiting for hop.1, hop.1 full of
+        # stream A waiting for hop.0).
+        self.unconsumed: collections.Counter = collections.Counter()
         self.eos: dict[int, list] = {}  # stream -> frames of the EOS message sent
 
     def carries(self, stream: int, seq: int) -> bool:
@@ -384,7 +389,7 @@ class Runtime:
             link.ready = True
             self._send_sync(link)
             if restarted:  # the consumer lost what it held: send it all again, in order
-                link.unconsumed = len(link.outstanding)
+                link.unconsumed = collections.Counter(stream for stream, _ in link.outstanding)
                 for entry in link.outstanding.values():
                     entry.consumed = False
                     self._send(link, entry.frames)
@@ -422,10 +427,10 @@ class Runtime:
             return
         if flags & wire.ACK_CONSUMED and not entry.consumed:
             entry.consumed = True
-            link.unconsumed -= 1
+            link.unconsumed[stream] -= 1
         if flags & wire.ACK_RELEASED:
             if not entry.consumed:
-                link.unconsumed -= 1
+                link.unconsumed[stream] -= 1
             del link.outstanding[stream, seq]
             for pool, slot in entry.slots:
                 pool.release(slot)
@@ -464,17 +469,17 @@ class Runtime:
         except zmq.Again:
             pass  # the consumer is gone; it gets this again when it says hello
 
-    def _wait_for_credit(self, link: OutLink) -> None:
-        """Block until the link may take one more packet.
+    def _wait_for_credit(self, link: OutLink, stream: int) -> None:
+        """Block until the link may take one more packet of `stream`.
 
-        A `block` link holds at most `size` unprocessed packets. A `latest` consumer drops
+        A `block` link holds at most `size` unprocessed packets per stream. A `latest` consumer drops
         its oldest packets itself as soon as it drains its socket, so its producer only
         waits past a generous bound that keeps memory finite; it never drops the newest.
         """
         while not link.ready:
             self._pump(0.05)
         limit = link.size + (LATEST_SLACK if link.policy == "latest" else 0)
-        while link.unconsumed >= limit:
+        while link.unconsumed[stream] >= limit:
             self._pump(0.05)
 
     def _encode_arrays(self, arrays, for_shm: bool, slots: list):
@@ -523,7 +528,7 @@ class Runtime:
             for link in links:
                 if not link.carries(stream, seq):
                     continue
-                self._wait_for_credit(link)
+                self._wait_for_credit(link, stream)
                 if link.shm not in encoded:
                     slots = []
                     specs, buffers = self._encode_arrays(arrays, link.shm, slots)
@@ -534,7 +539,7 @@ class Runtime:
                     pool.retain(slot)
                 entry = Entry(frames, slots)
                 link.outstanding[stream, seq] = entry
-                link.unconsumed += 1
+                link.unconsumed[stream] += 1
                 if pending is not None:
                     pending[0] += 1
                 self._send(link, frames)
@@ -680,7 +685,7 @@ class Runtime:
         while not self.stop_requested and not (limit and seq >= limit):
             for link in self.out_links.values():  # capture only when the frame can go out at once,
                 if link.carries(stream, seq):  # so its timestamp is fresh
-                    self._wait_for_credit(link)
+                    self._wait_for_credit(link, stream)
             self.ctx.capture_ns = 0
             try:
                 results = self._timed_process({}, stream, seq, 0)

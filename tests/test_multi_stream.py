@@ -124,3 +124,27 @@ def test_two_different_inputs_through_the_multi_stream_graph_equal_each_run_alon
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 65
     mirrored = _records(tmp_path / "multi.cam_b.jsonl")
     assert mirrored[-1]["reps"] == _records(tmp_path / "multi.cam_a.jsonl")[-1]["reps"] == {"squats_down": 2}
+
+
+TIGHT = """
+name: two_streams_tight
+nodes:
+  - {id: cam_a, uses: synthetic, params: {width: 64, height: 48, count: 60, fps: 0}}
+  - {id: cam_b, uses: synthetic, params: {width: 32, height: 24, count: 60, fps: 0}}
+  - {id: hop, uses: passthrough, replicas: 2, inputs: {frame: [cam_a/frame, cam_b/frame]}}
+  - {id: log, uses: TESTS/engine_test_nodes.py:StreamLog, queue: {frame: {size: 1}}, params: {record: TMP/log.jsonl}, inputs: {frame: hop/frame}}
+  - {id: sink, uses: null, params: {record: TMP/sink.jsonl}, inputs: {frame: log/frame}}
+"""
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_two_streams_through_replicas_into_a_one_slot_queue_never_deadlock(graph_run, attempt):
+    """Credit is per stream. With one window per link, a consumer of two replicas could hold
+    replica 0's window full of stream B (waiting for B's next seq from replica 1) while
+    replica 1's window was full of stream A (waiting for A's from replica 0): both replicas
+    blocked for ever. It happened about once in 15 runs of such a graph with queue size 4, and in 1 of 4 runs of this one;
+    a one-slot queue makes the interleaving that needs it far more likely."""
+    run = graph_run(TIGHT)
+    assert run.wait(timeout=60) == 0, run.stderr
+    log = by_stream(run.records("log.jsonl"))
+    assert [r["seq"] for r in log["cam_a"]] == list(range(60)) and [r["seq"] for r in log["cam_b"]] == list(range(60))
