@@ -4,7 +4,9 @@ One runtime runs in each node process. Top to bottom for a packet:
   receive -> check (wire) -> reorder and dedupe per (port, stream) -> queue policy ->
   join by (stream, seq) -> process -> send on every link -> acknowledge upstream.
 
-Flow control is credit based. A consumer acknowledges a packet twice: `consumed` when
+Flow control is credit based, per (link, stream); a node fires the next ready seq of a
+stream that has credit, so one stream held up downstream never stalls the others. A
+consumer acknowledges a packet twice: `consumed` when
 it has processed it (frees a queue credit, so `block` inputs push back on the producer)
 and `released` once everything it sent for that seq has itself been released downstream.
 So a frame's slot, and the packet a producer keeps for resending, live until the whole
@@ -742,17 +744,47 @@ class Runtime:
         while len(self.finished_streams) < len(streams):
             if self.stop_requested:
                 raise StopNow
-            if not self.ready:
+            if not self._fireable():  # nothing to do until a frame or an acknowledgement comes
                 self._flush_acks()
                 poller.poll(POLL_MS)
             self._drain_inbox()  # frames first: acknowledgements are off the latency path
-            if self.ready:
-                self._fire(self.ready.popleft())
-            else:
+            key = self._take_fireable()
+            if key is not None:
+                self._fire(key)
+            elif not self.ready:
                 self._finish_streams()
             if self.back is not None:
                 self._drain_back()
             self._maybe_report_metrics()
+
+    def _has_credit(self, key) -> bool:
+        """Whether every link that carries `key` can take it now (see _wait_for_credit)."""
+        stream, seq = key
+        for link in self.out_links.values():
+            if not link.carries(stream, seq):
+                continue
+            limit = link.size + (LATEST_SLACK if link.policy == "latest" else 0)
+            if not link.ready or link.unconsumed[stream] >= limit:
+                return False
+        return True
+
+    def _fireable(self) -> bool:
+        return any(self._has_credit(key) for key in self.ready)
+
+    def _take_fireable(self):
+        """The first ready key whose stream has credit downstream, taken off `ready`.
+
+        Why not simply the first ready key: this process is one thread, so blocking on one
+        stream's credit stops every other stream here too. With a consumer fed by two
+        replicas of this node, replica 0 blocked on stream B (its consumer holds B waiting
+        for a seq replica 1 has) and replica 1 blocked on stream A (held waiting for
+        replica 0) never move again. Taking a stream that can go keeps both moving; each
+        stream still fires strictly in seq order (`ready` holds one key per stream)."""
+        for index, key in enumerate(self.ready):
+            if self._has_credit(key):
+                del self.ready[index]
+                return key
+        return None
 
     def _first_seq(self, stream: int) -> int:
         """Where this instance starts in a stream: where it left off, or its replica's first."""

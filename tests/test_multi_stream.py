@@ -139,11 +139,13 @@ nodes:
 
 @pytest.mark.parametrize("attempt", range(4))
 def test_two_streams_through_replicas_into_a_one_slot_queue_never_deadlock(graph_run, attempt):
-    """Credit is per stream. With one window per link, a consumer of two replicas could hold
-    replica 0's window full of stream B (waiting for B's next seq from replica 1) while
-    replica 1's window was full of stream A (waiting for A's from replica 0): both replicas
-    blocked for ever. It happened about once in 15 runs of such a graph with queue size 4, and in 1 of 4 runs of this one;
-    a one-slot queue makes the interleaving that needs it far more likely."""
+    """Two streams through two replicas into one consumer keep moving. The consumer holds a
+    stream's packets until that stream's next seq comes from the other replica. Before,
+    (1) one credit window per link, and (2) a replica blocking on one stream's credit while
+    it had another stream's work ready, let replica 0 wait on stream B and replica 1 on
+    stream A for ever. That was seen in about 1 of 15 runs of a graph like this with queue
+    size 4, and in 1 to 2 of 4 runs of this one-slot queue with only (1) fixed. Now credit
+    is per (link, stream), and a node fires a stream that has credit."""
     run = graph_run(TIGHT)
     assert run.wait(timeout=60) == 0, run.stderr
     log = by_stream(run.records("log.jsonl"))
