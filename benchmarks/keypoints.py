@@ -41,9 +41,8 @@ sys.path.insert(0, str(ROOT))
 from nodes import landmarks as lm  # noqa: E402
 from nodes.custom_pose import CustomPose  # noqa: E402
 from nodes.keypoint_crop import from_crop  # noqa: E402
-from nodes.keypoint_data import (attach_crops, load_labels, pseudo_label, read_frames, split_by_clip,  # noqa: E402
-                                 targets, write_labels)
-from nodes.keypoint_model import error_table, view_units  # noqa: E402
+from nodes.keypoint_data import attach_crops, load_labels, pseudo_label, read_frames, split_by_clip, write_labels  # noqa: E402
+from nodes.keypoint_model import error_table, mean_pose_units  # noqa: E402
 
 CLIPS = ROOT.parent / "shared" / "data" / "exercise_clips"
 REF = ROOT / "data" / "google_pose_reference"
@@ -180,8 +179,7 @@ def main() -> int:
     info = train(train_set, val_set, NAMES, model_dir, size=args.input_size, color=args.color, backbone=args.backbone,
                  epochs=args.epochs, patience=args.patience, split=how, log=lambda m: print(m, file=sys.stderr),
                  extra_info={"labels": f"BlazePose pseudo-labels, min visibility {MIN_VISIBILITY}, exercise clips"})
-    units, mask = targets(train_set)
-    mean_units = view_units(np.nanmean(np.where(mask[..., None], units, np.nan), axis=0))
+    mean_units = mean_pose_units(train_set)
 
     backends = {kind: CustomPose(str(model_dir), precision=kind, max_people=2) for kind in ("float", "int8")}
     results = {"labels": {"frames": len(samples), "min_visibility": MIN_VISIBILITY, "seconds": round(label_s, 1),

@@ -55,16 +55,22 @@ def _tf():
 
 # ----- augmentation -------------------------------------------------------------------------------
 def mirror_perm(names) -> np.ndarray | None:
-    """Gather indices swapping each left keypoint with its right twin; None when a twin is
-    missing (a mirrored image would then need a label nobody gave)."""
-    lookup = {n: i for i, n in enumerate(names)}
-    out = []
-    for name in names:
-        twin = lm._swap_side(name)
-        if twin not in lookup:
-            return None
-        out.append(lookup[twin])
-    return np.array(out, dtype=np.intp)
+    """Gather indices swapping each left keypoint with its right twin (nodes/landmarks.py);
+    None when a sided keypoint's twin is missing (a mirrored image would then need a label
+    nobody gave)."""
+    perm = lm.mirror_perm(lm.custom_layout(names))
+    sided = np.array([lm._swap_side(n) != n for n in names])
+    if np.any(sided & (perm == np.arange(len(names)))):
+        return None
+    return np.asarray(perm)
+
+
+def mean_pose_units(samples) -> np.ndarray:
+    """The mean labelled pose of samples with context crops, in ROI crop units (k, 2): the
+    mean-position baseline, and where the output layer starts. 0.5 for a keypoint never labelled."""
+    units, mask = targets(samples)
+    mean = view_units(np.nanmean(np.where(mask[..., None], units, np.nan), axis=0))
+    return np.where(np.isnan(mean), 0.5, mean)
 
 
 def view_matrix(size: int, context_size: int, scale: float = 1.0, shift=(0.0, 0.0), flip: bool = False) -> np.ndarray:
@@ -398,8 +404,7 @@ def train(train_samples, val_samples, names, out_dir, *, size: int = 128, color:
     y_val = (np.concatenate([view_units(va_units).reshape(len(va_ctx), -1), va_mask.astype(np.float64)], axis=1)
              .astype(np.float32) if val_samples else None)
 
-    mean_units = view_units(np.nanmean(np.where(tr_mask[..., None], tr_units, np.nan), axis=0))
-    mean_units = np.where(np.isnan(mean_units), 0.5, mean_units)  # a keypoint never labelled in training
+    mean_units = mean_pose_units(train_samples)
     model = build_model(len(names), size, channels, backbone, width, weights, mean_units)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=masked_mse)
     steps = int(np.ceil(len(tr_ctx) / batch))

@@ -164,6 +164,13 @@ class OutLink:
         self.unconsumed: collections.Counter = collections.Counter()
         self.eos: dict[int, list] = {}  # stream -> frames of the EOS message sent
 
+    def has_room(self, stream: int) -> bool:
+        """Whether the consumer said hello and may take one more packet of `stream`. A `block`
+        link holds at most `size` unprocessed packets per stream; a `latest` consumer drops
+        its oldest itself, so it gets a generous slack that only keeps memory finite."""
+        limit = self.size + (LATEST_SLACK if self.policy == "latest" else 0)
+        return self.ready and self.unconsumed[stream] < limit
+
     def carries(self, stream: int, seq: int) -> bool:
         """Whether (stream, seq) goes to this link's consumer replica."""
         if self.replicas == 1:
@@ -472,16 +479,9 @@ class Runtime:
             pass  # the consumer is gone; it gets this again when it says hello
 
     def _wait_for_credit(self, link: OutLink, stream: int) -> None:
-        """Block until the link may take one more packet of `stream`.
-
-        A `block` link holds at most `size` unprocessed packets per stream. A `latest` consumer drops
-        its oldest packets itself as soon as it drains its socket, so its producer only
-        waits past a generous bound that keeps memory finite; it never drops the newest.
-        """
-        while not link.ready:
-            self._pump(0.05)
-        limit = link.size + (LATEST_SLACK if link.policy == "latest" else 0)
-        while link.unconsumed[stream] >= limit:
+        """Block until the link may take one more packet of `stream` (OutLink.has_room); a
+        `latest` link never drops the newest here, its consumer drops the oldest."""
+        while not link.has_room(stream):
             self._pump(0.05)
 
     def _encode_arrays(self, arrays, for_shm: bool, slots: list):
@@ -760,13 +760,7 @@ class Runtime:
     def _has_credit(self, key) -> bool:
         """Whether every link that carries `key` can take it now (see _wait_for_credit)."""
         stream, seq = key
-        for link in self.out_links.values():
-            if not link.carries(stream, seq):
-                continue
-            limit = link.size + (LATEST_SLACK if link.policy == "latest" else 0)
-            if not link.ready or link.unconsumed[stream] >= limit:
-                return False
-        return True
+        return all(link.has_room(stream) for link in self.out_links.values() if link.carries(stream, seq))
 
     def _fireable(self) -> bool:
         return any(self._has_credit(key) for key in self.ready)
