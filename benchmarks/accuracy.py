@@ -57,7 +57,7 @@ def write_knn_samples(sequences, path: Path) -> None:
 
 def train(classifier: str, sequences, work: Path) -> Path:
     """A model trained on `sequences` only, made with the project's own commands."""
-    from nodes.sequences import save_dataset
+    from posegraph.pose.sequences import save_dataset
 
     data = work / "train.npz"
     save_dataset(data, sequences)
@@ -78,7 +78,7 @@ def known_classes(classifier: str, model: Path) -> set[str]:
         labels = json.loads((model / "labels.json").read_text())
         return set(labels["classes"] if isinstance(labels, dict) else labels)
     if classifier == "dtw":
-        from nodes.dtw import load_templates
+        from posegraph.pose.dtw import load_templates
 
         return set(load_templates(model).classes)
     with open(model) as f:
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", help="landmark dataset of --clips (made with runner.py extract; cached here by default)")
     parser.add_argument("--json", help="write the results here (default benchmarks/accuracy_<classifier>[_loo].json)")
     args = parser.parse_args(argv)
-    from nodes.sequences import leave_one_clip_out, list_clips, load_dataset
+    from posegraph.pose.sequences import leave_one_clip_out, list_clips, load_dataset
 
     clips_root = Path(args.clips)
     clips = list_clips(clips_root)

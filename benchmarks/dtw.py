@@ -9,7 +9,7 @@ Two data sets:
   (65 frames of reference landmarks): 50-frame queries and 45-frame templates cut from it at
   different offsets, plus time-warped and noisy copies.
 
-Timed: nodes.dtw.dtw_distance exact (one call per comparison, wrapper included), with a
+Timed: posegraph.pose.dtw.dtw_distance exact (one call per comparison, wrapper included), with a
 Sakoe-Chiba band of 5, and per template inside one dtw_distances call over all templates
 (what the node does); fastdtw.fastdtw with radius 1 (its default) and radius 10, and
 fastdtw.dtw (fastdtw's own exact pure-Python DTW, also the exactness reference). All use
@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.dtw import dtw_distance, dtw_distances, features  # noqa: E402
+from posegraph.pose.dtw import dtw_distance, dtw_distances, features  # noqa: E402
 
 SQUATS = ROOT / "data" / "google_pose_reference" / "pose_squats.full.json"
 

@@ -38,11 +38,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes import landmarks as lm  # noqa: E402
-from nodes.custom_pose import CustomPose  # noqa: E402
-from nodes.keypoint_crop import from_crop  # noqa: E402
-from nodes.keypoint_data import attach_crops, load_labels, pseudo_label, read_frames, split_by_clip, write_labels  # noqa: E402
-from nodes.keypoint_model import error_table, mean_pose_units  # noqa: E402
+from posegraph.pose import landmarks as lm  # noqa: E402
+from posegraph.pose.backends.custom import CustomPose  # noqa: E402
+from posegraph.pose.backends.crop import from_crop  # noqa: E402
+from posegraph.pose.training.keypoint_data import attach_crops, load_labels, pseudo_label, read_frames, split_by_clip, write_labels  # noqa: E402
+from posegraph.pose.training.keypoint_model import error_table, mean_pose_units  # noqa: E402
 
 CLIPS = ROOT.parent / "shared" / "data" / "exercise_clips"
 REF = ROOT / "data" / "google_pose_reference"
@@ -173,7 +173,7 @@ def main() -> int:
     print(f"{len(samples)} labelled frames: train {len(train_set)}, validation {len(val_set)}, held out {len(test)}",
           file=sys.stderr)
 
-    from nodes.keypoint_model import train
+    from posegraph.pose.training.keypoint_model import train
 
     model_dir = WORK / f"model_{args.backbone}_{args.input_size}{'_color' if args.color else ''}"
     info = train(train_set, val_set, NAMES, model_dir, size=args.input_size, color=args.color, backbone=args.backbone,

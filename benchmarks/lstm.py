@@ -8,13 +8,13 @@ weights (speed does not depend on them), timed in one invocation three ways:
   predict      keras model.predict(window) (batch 1), what a naive Keras loop does
   tf.function  the Keras model called inside a tf.function traced once for (1, 32, 34)
   tflite       the exported model.tflite (builtin ops, batch 1) through ai_edge_litert,
-               one thread, via nodes.lstm_model.TfliteModel (copy in, invoke, copy out):
+               one thread, via posegraph.pose.lstm.TfliteModel (copy in, invoke, copy out):
                what the node does per frame
 
 Each is the median over ROUNDS rounds of the mean time per window in a round (warm).
 Then a fresh subprocess loads only the TFLite model through ai_edge_litert (no TensorFlow,
 no project code), times it the same way and reads its resident memory from /proc/self/statm;
-a second one does the same through nodes.lstm_model.TfliteModel (the node's imports and
+a second one does the same through posegraph.pose.lstm.TfliteModel (the node's imports and
 per-frame call, without the engine). Those are the numbers that matter for the node, whose
 process never imports TensorFlow.
 
@@ -62,7 +62,7 @@ print(statistics.median(rounds), pages * os.sysconf("SC_PAGE_SIZE") / 2**20, "te
 RSS_NODE = r"""
 import os, sys, numpy as np
 sys.path.insert(0, sys.argv[2])
-from nodes.lstm_model import TfliteModel
+from posegraph.pose.lstm import TfliteModel
 model = TfliteModel(sys.argv[1])
 x = np.random.default_rng(0).normal(size=(32, 34)).astype(np.float32)
 import statistics, time
@@ -103,16 +103,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from nodes import lstm_model
+    from posegraph.pose import lstm as lstm_model
+    from posegraph.pose.training import lstm as lstm_training
 
     import tensorflow as tf
 
-    model = lstm_model.build_model(WINDOW, FEATURES, CLASSES, HIDDEN, dropout=0.2)
+    model = lstm_training.build_model(WINDOW, FEATURES, CLASSES, HIDDEN, dropout=0.2)
     window = np.random.default_rng(0).normal(size=(WINDOW, FEATURES)).astype(np.float32)
     batch = window[None]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
-        lstm_model.export_tflite(model, path)
+        lstm_training.export_tflite(model, path)
         lite = lstm_model.TfliteModel(path)
         fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((1, WINDOW, FEATURES), tf.float32)])
         want = model.predict(batch, verbose=0)[0]
@@ -147,9 +148,9 @@ def main(argv=None) -> int:
     print(f"ms per window: keras predict {predict_ms:.3f}, tf.function {fn_ms:.3f}, TFLite {lite_ms:.4f} "
           f"(invoke alone {invoke_ms:.4f}); TFLite is {predict_ms / lite_ms:.0f}x predict and {fn_ms / lite_ms:.1f}x tf.function")
     print(f"fresh process without TensorFlow (as the node runs): TFLite {fresh_bare_ms:.4f} ms per window "
-          f"(ai_edge_litert alone), {fresh_node_ms:.4f} ms through nodes.lstm_model.TfliteModel")
+          f"(ai_edge_litert alone), {fresh_node_ms:.4f} ms through posegraph.pose.lstm.TfliteModel")
     print(f"fresh process running the TFLite model: {rss_bare:.1f} MB resident with ai_edge_litert alone, "
-          f"{rss_node:.1f} MB through nodes.lstm_model (TensorFlow imported: {tf_bare or tf_node}); "
+          f"{rss_node:.1f} MB through posegraph.pose.lstm (TensorFlow imported: {tf_bare or tf_node}); "
           f"{ops} ops, {size} bytes, max |TFLite - Keras| {diff:.1e}; saved {args.json}")
     return 0
 

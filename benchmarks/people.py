@@ -34,10 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.blazepose_multi import MultiBlazePose  # noqa: E402
-from nodes.landmarks import BLAZEPOSE_TO_COCO, COCO_CONNECTIONS  # noqa: E402
-from nodes.movenet import MoveNet, MoveNetMultiPose  # noqa: E402
-from nodes.posenet import PoseNet  # noqa: E402
+from posegraph.pose.backends.blazepose_multi import MultiBlazePose  # noqa: E402
+from posegraph.pose.landmarks import BLAZEPOSE_TO_COCO, COCO_CONNECTIONS  # noqa: E402
+from posegraph.pose.backends.movenet import MoveNet, MoveNetMultiPose  # noqa: E402
+from posegraph.pose.backends.posenet import PoseNet  # noqa: E402
 
 REF = ROOT / "data" / "google_pose_reference"
 SHARED = ROOT.parent / "shared" / "data" / "multi_person"

@@ -1,30 +1,8 @@
-"""Built-in node kinds, by the name a graph's `uses:` gives them.
+"""The built-in node kinds (installed as `posegraph.nodes`): one small file per kind, or per
+close family (the sinks, the smoothers), each a thin adapter between the engine's node
+contract (posegraph.node) and the pose library (posegraph.pose).
 
-Each entry is "module:Class" so that validating a graph imports only the small class
-definitions; heavy libraries are imported inside a kind's `open`. The packets the pose
-pipeline's kinds exchange are described in nodes/packets.py.
+Kinds are registered by name under the `posegraph.kinds` entry points (setup.cfg), so the
+engine finds them without importing this package. Validating a graph imports only these
+small class definitions; heavy libraries are imported inside a kind's `open`.
 """
-
-BUILTIN_KINDS = {
-    # engine tests and benchmarks
-    "synthetic": "nodes.synthetic:Synthetic",
-    "passthrough": "nodes.passthrough:Passthrough",
-    "null": "nodes.null:Null",
-    # pose pipeline
-    "capture": "nodes.capture:Capture",
-    "pose": "nodes.pose:Pose",
-    "one_euro": "nodes.smooth:OneEuro",
-    "embed": "nodes.embed:Embed",
-    "knn": "nodes.knn:Knn",
-    "smooth": "nodes.smooth:Smooth",
-    "reps": "nodes.reps:Reps",
-    "lstm": "nodes.lstm:Lstm",
-    "dtw": "nodes.dtw:Dtw",
-    "render": "nodes.render:Render",
-    # sinks
-    "window": "nodes.sinks:Window",
-    "video": "nodes.sinks:VideoFile",
-    "images": "nodes.sinks:ImageFolder",
-    "jsonl": "nodes.sinks:JsonLines",
-    "web": "nodes.web:Web",
-}

@@ -34,12 +34,14 @@ TensorFlow (the process stays around 100 MB); `keras` loads model.keras with Ten
 """
 from __future__ import annotations
 
-from posegraph import Node, NodeOpenError, Param
+from posegraph.nodes.per_person import PersonNode, PersonStates, skip_person
+from posegraph.pose import landmarks as lm
+from posegraph.pose import (
+    lstm as lstm_model,  # absolute, so the file also works as `uses: path/to/nodes/lstm.py:Lstm`
+)
+from posegraph.pose.paths import resolve_path
 
-from nodes import landmarks as lm
-from nodes import lstm_model  # absolute, so the file also works as `uses: path/to/nodes/lstm.py:Lstm`
-from nodes.paths import resolve_path
-from nodes.per_person import PersonNode, PersonStates, skip_person
+from posegraph import Node, NodeOpenError, Param
 
 DEFAULT_MODEL = "models/lstm_exercises"
 

@@ -6,9 +6,9 @@ prove ordering and loss without reaching into the engine.
 import json
 import time
 
-from posegraph import Node, Param
+from posegraph.nodes.synthetic import read_stamp
 
-from .synthetic import read_stamp
+from posegraph import Node, Param
 
 
 class Null(Node):

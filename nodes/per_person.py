@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from .people import PerPerson
+from posegraph.pose.people import PerPerson
 
 
 class _Standalone:

@@ -28,11 +28,10 @@ and every other node process stay light; only the pose process pays for the mode
 from __future__ import annotations
 
 import numpy as np
+from posegraph.pose.packets import image_of
+from posegraph.pose.people import merge
 
 from posegraph import Node, NodeOpenError, Param
-
-from .packets import image_of
-from .people import merge
 
 MODELS = ("blazepose", "posenet", "movenet-lightning", "movenet-thunder", "movenet-multipose")
 CUSTOM = "custom:"
@@ -135,7 +134,7 @@ class Pose(Node):
         if problem:
             raise NodeOpenError(problem, field="params.model")
         if self.model.startswith(CUSTOM):
-            from .custom_pose import CustomModelError
+            from posegraph.pose.backends.custom import CustomModelError
 
             try:
                 self.spare = self._new_tracker()
@@ -144,7 +143,7 @@ class Pose(Node):
             self.shared, self.spare = self.spare, None  # one frame at a time, no state: shared by all streams
             return
         if self.model == "blazepose":
-            from . import blazepose
+            from posegraph.pose.backends import blazepose
 
             try:
                 self.spare = self._new_tracker()
@@ -168,7 +167,7 @@ class Pose(Node):
         threads = int(self.param("threads"))
         static = bool(self.param("static_image_mode"))
         if self.model.startswith(CUSTOM):
-            from .custom_pose import CustomPose
+            from posegraph.pose.backends.custom import CustomPose
 
             crop = self.param("custom_crop")
             return CustomPose(self.model[len(CUSTOM):].strip(), precision=self.param("custom_precision"),
@@ -176,14 +175,14 @@ class Pose(Node):
                               min_detection_confidence=self.param("min_detection_confidence"), threads=threads)
         if self.model == "blazepose":
             if self.legacy:
-                from . import blazepose
+                from posegraph.pose.backends import blazepose
 
                 return blazepose.BlazePose(
                     static_image_mode=static, model_complexity=self.param("model_complexity"),
                     smooth_landmarks=self.param("smooth_landmarks"),
                     min_detection_confidence=self.param("min_detection_confidence"),
                     min_tracking_confidence=self.param("min_tracking_confidence"))
-            from .blazepose_multi import MultiBlazePose
+            from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
             return MultiBlazePose(max_people=self.max_people,
                                   min_detection_confidence=self.param("min_detection_confidence"),
@@ -191,7 +190,7 @@ class Pose(Node):
                                   model_complexity=self.param("model_complexity"),
                                   detect_every=self.param("detect_every"), threads=threads)
         if self.model == "posenet":
-            from .posenet import PoseNet
+            from posegraph.pose.backends.posenet import PoseNet
 
             radius = float(self.param("posenet_nms_radius"))
             return PoseNet(input_size=self.param("posenet_input_size"), output_stride=self.param("posenet_output_stride"),
@@ -200,7 +199,7 @@ class Pose(Node):
                            pose_threshold=self.param("posenet_pose_threshold"),
                            nms_radius=radius if radius > 0 else None, flip=self.param("posenet_flip"),
                            max_poses=self.max_people, num_threads=threads)
-        from .movenet import MoveNet, MoveNetMultiPose
+        from posegraph.pose.backends.movenet import MoveNet, MoveNetMultiPose
 
         if self.model == "movenet-multipose":
             return MoveNetMultiPose(pose_threshold=self.param("movenet_pose_threshold"),
@@ -223,7 +222,7 @@ class Pose(Node):
     def _people_tracker(self, stream):
         tracker = self.people.get(stream)
         if tracker is None:
-            from .tracking import PeopleTracker
+            from posegraph.pose.tracking import PeopleTracker
 
             tracker = self.people[stream] = PeopleTracker(max_missed=int(self.param("max_missed")))
         return tracker

@@ -34,11 +34,17 @@ frame packet gives an empty output packet (the sinks decide what an empty frame 
 from __future__ import annotations
 
 import numpy as np
+from posegraph.pose.drawing import (
+    copy_bgr,
+    finite,
+    frame_parts,
+    image_problem,
+    packet_dict,
+    top_class,
+)
+from posegraph.pose.people import split
 
 from posegraph import Node, Param
-
-from .draw_utils import copy_bgr, finite, frame_parts, image_problem, packet_dict, top_class
-from .people import split
 
 # MediaPipe's POSE_CONNECTIONS (mediapipe/python/solutions/pose_connections.py): the
 # fallback when nodes.landmarks (the project's list) cannot be imported.
@@ -64,7 +70,7 @@ PERSON_COLOURS = ((80, 220, 80), (60, 90, 255), (255, 120, 200), (40, 220, 255),
 def pose_connections() -> tuple[tuple[int, int], ...]:
     """The skeleton's edges: nodes.landmarks.BLAZEPOSE_CONNECTIONS, else MediaPipe's list."""
     try:
-        from nodes.landmarks import BLAZEPOSE_CONNECTIONS
+        from posegraph.pose.landmarks import BLAZEPOSE_CONNECTIONS
 
         pairs = tuple((int(a), int(b)) for a, b in BLAZEPOSE_CONNECTIONS)
         if pairs and all(0 <= a < 33 and 0 <= b < 33 for a, b in pairs):
@@ -203,7 +209,7 @@ class Render(Node):
             name = {17: "coco17", 18: "openpose18"}.get(px.shape[0])
         skeleton = self.skeletons.get(name)
         if skeleton is None and (name in ("coco17", "openpose18") or str(name).startswith("custom:")):
-            from nodes import landmarks as lm
+            from posegraph.pose import landmarks as lm
 
             try:
                 pairs = np.array(lm.connections_of(name), dtype=np.intp).reshape(-1, 2)

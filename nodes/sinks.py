@@ -21,12 +21,20 @@ import sys
 import tempfile
 
 import numpy as np
+from posegraph.pose.drawing import (
+    copy_bgr,
+    finite,
+    frame_parts,
+    image_problem,
+    multi_stream_of,
+    packet_dict,
+    stream_name_of,
+    stream_path,
+    top_class,
+)
+from posegraph.pose.people import split
 
 from posegraph import Node, NodeOpenError, Param
-
-from .draw_utils import (copy_bgr, finite, frame_parts, image_problem, multi_stream_of, packet_dict, stream_name_of,
-                         stream_path, top_class)
-from .people import split
 
 FRAME_INPUT = {"frame": "frame packet {'image', 'pts_ms', 'index'} (or a bare uint8 image)"}
 

@@ -39,10 +39,9 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+from posegraph.pose.drawing import copy_bgr, frame_parts, image_problem, stream_name_of
 
 from posegraph import Node, NodeOpenError, Param
-
-from .draw_utils import copy_bgr, frame_parts, image_problem, stream_name_of
 
 BOUNDARY = "posegraph-frame"
 

@@ -6,37 +6,38 @@ Exit codes: 0 the graph ran to its end (or was stopped and drained), 1 a node fa
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .spec import SpecError, load_graph
 
 USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--duration S] [--metrics FILE.json]
                 [--machine NAME --hosts HOSTS.yaml | --host NAME=ADDR ...] [--keys KEYS_DIR]
-       runner.py keys KEYS_DIR [NAME ...]   CURVE key pairs for encrypted, authenticated tcp links
        runner.py check GRAPH [--set ID.PARAM=VALUE ...]
        runner.py draw GRAPH [-o graph.png]
-       runner.py kinds [KIND ...]          the built-in node kinds: ports and params
-       runner.py knn-samples IMAGES_ROOT -o SAMPLES.csv [--outliers]
-       runner.py extract CLIPS_ROOT -o DATA.npz          landmark sequences of labelled clips
-       runner.py import-sequences FORMAT PATH -o DATA.npz
-       runner.py train-lstm DATA.npz -o MODEL_DIR
-       runner.py dtw-templates --clips ROOT -o TEMPLATES.npz
-       runner.py label-keypoints INPUT... -o LABELS.json --keypoints A,B,...   BlazePose pseudo-labels
-       runner.py train-keypoints INPUT... -o MODEL_DIR (--labels FILE | --label-with blazepose --keypoints A,B,...)
-                                          a TFLite keypoint model for `pose` model custom:MODEL_DIR   (see --help of each)
-       runner.py serve [--host 127.0.0.1] [--port 8000] [--max-upload-mb 200] [--jobs-dir out/web_jobs]   web app: upload a video, see the result"""
+       runner.py kinds [KIND ...]          the installed node kinds: ports and params
+       runner.py COMMAND ...               an installed command (see below; --help of each)"""
 
-# commands that are tools of the node kinds rather than of the engine: name -> "module:function"
-TOOLS = {
-    "knn-samples": "nodes.knn_train:main",
-    "extract": "nodes.sequences:main",
-    "import-sequences": "nodes.sequence_import:main",
-    "train-lstm": "nodes.lstm_train:main",
-    "dtw-templates": "nodes.dtw_record:main",
-    "label-keypoints": "nodes.keypoint_train:label_main",
-    "train-keypoints": "nodes.keypoint_train:main",
-    "serve": "webapp.server:main",
-}
+ENGINE_COMMANDS = ("run", "check", "draw", "kinds")
+
+
+def _usage() -> str:
+    """The engine's usage, then every installed command with the first line of its docstring."""
+    from . import registry
+
+    try:
+        commands = registry.commands()
+    except registry.NotInstalled as exc:
+        return f"{USAGE}\n\n{exc}"
+    lines = [USAGE, "", "commands:"]
+    for name, reference in sorted(commands.items()):
+        try:
+            module = importlib.import_module(reference.partition(":")[0])
+            summary = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
+        except Exception:  # a command that cannot even import still gets listed
+            summary = ""
+        lines.append(f"  {name:18s} {summary}")
+    return "\n".join(lines)
 
 
 def _parser(prog: str, command: str) -> argparse.ArgumentParser:
@@ -65,15 +66,13 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "kinds":
         return print_kinds(argv[1:])
-    if argv and argv[0] == "keys":
-        from .security import make_keys
-
-        return make_keys(argv[1:])
-    if argv and argv[0] in TOOLS:
-        import importlib
-
-        module, _, function = TOOLS[argv[0]].partition(":")
-        return getattr(importlib.import_module(module), function)(argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv and argv[0] not in ENGINE_COMMANDS:
+        command = _installed_command(argv[0])
+        if command is not None:
+            return command(argv[1:])
     command = argv[0] if argv and argv[0] in ("check", "draw", "run") else "run"
     if argv and argv[0] in ("check", "draw", "run"):
         argv = argv[1:]
@@ -103,6 +102,17 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
 
     return run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
                      live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys)
+
+
+def _installed_command(name: str):
+    """The `main` of the installed command `name`, or None (then `name` is a graph file)."""
+    from . import registry
+
+    try:
+        reference = registry.commands().get(name)
+    except registry.NotInstalled:
+        return None
+    return registry.load(reference) if reference else None
 
 
 def _placement(spec, args):

@@ -1,4 +1,4 @@
-"""Resolve a graph's `uses:` to a node class: a built-in name or `path/to/file.py:Class`."""
+"""Resolve a graph's `uses:` to a node class: an installed kind's name or `path/to/file.py:Class`."""
 from __future__ import annotations
 
 import difflib
@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from . import registry
 from .node import Node
 
 
@@ -16,9 +17,11 @@ class KindError(Exception):
 
 
 def builtin_kinds() -> dict[str, str]:
-    from nodes import BUILTIN_KINDS
-
-    return BUILTIN_KINDS
+    """Installed kinds: name -> "module:Class" (see posegraph.registry)."""
+    try:
+        return registry.kinds()
+    except registry.NotInstalled as exc:
+        raise KindError(str(exc)) from None
 
 
 def did_you_mean(word: str, options) -> str:
@@ -61,8 +64,7 @@ def resolve_kind(uses: str, base_dir: Path) -> type:
         kinds = builtin_kinds()
         if uses not in kinds:
             raise KindError(f"unknown kind {uses!r}{did_you_mean(uses, kinds)}; built-in kinds: {', '.join(sorted(kinds))}")
-        module_name, _, class_name = kinds[uses].partition(":")
-        cls = getattr(importlib.import_module(module_name), class_name)
+        cls = registry.load(kinds[uses])
     if not (isinstance(cls, type) and issubclass(cls, Node)):
         raise KindError(f"{uses!r} is not a posegraph.Node subclass")
     return cls

@@ -28,7 +28,6 @@ from .plan import Instance, build_plan, new_run_id
 from .shm import SHM_DIR
 from .spec import GraphSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DRAIN_SECONDS = 3.5      # after Ctrl-C, sources stop and the graph drains for this long
 KILL_WAIT_SECONDS = 1.0  # then whatever is left is killed; the total stays under 5 s
 
@@ -89,11 +88,9 @@ class Supervisor:
 
     # ----- processes -------------------------------------------------------------------
     def _spawn(self, proc: Proc) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         proc.ready = proc.done = proc.exited = False
         proc.popen = subprocess.Popen([sys.executable, "-m", "posegraph.worker", proc.config_path, str(proc.incarnation)],
-                                      env=env, stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL)
 
     def _claim_shared_memory(self) -> None:
         """Mark this run's pools as ours (a pid file), and remove the pools of earlier runs

@@ -3,7 +3,7 @@ import json
 import random
 import time
 
-from nodes.synthetic import read_stamp
+from posegraph.nodes.synthetic import read_stamp
 from posegraph import Node, NodeOpenError, Param
 
 

@@ -46,7 +46,7 @@ def person_packet(person: int, i: int, layout: str = "blazepose33", width: int =
               "world": np.zeros((33, 4), np.float32), "width": width, "height": HEIGHT,
               "layout": "blazepose33", "pts_ms": i * 200.0}
     if layout == "coco17":
-        from nodes.landmarks import BLAZEPOSE_TO_COCO
+        from posegraph.pose.landmarks import BLAZEPOSE_TO_COCO
 
         packet = {"px": px[BLAZEPOSE_TO_COCO], "norm": packet["norm"][BLAZEPOSE_TO_COCO], "width": width,
                   "height": HEIGHT, "layout": "coco17", "pts_ms": packet["pts_ms"]}
@@ -59,7 +59,7 @@ def person_packet(person: int, i: int, layout: str = "blazepose33", width: int =
 def two_people(people=IDS, layout: str = "blazepose33", gaps: dict | None = None) -> list:
     """The scene's landmarks packets, frame by frame: people.merge of the chosen people's
     packets (a person is left out on the frames gaps[person] lists); None when nobody."""
-    from nodes.people import merge
+    from posegraph.pose.people import merge
 
     gaps = gaps or {}
     return [merge([(p, person_packet(p, i, layout)) for p in people if i not in gaps.get(p, ())])

@@ -47,7 +47,7 @@ def image():
 
 @pytest.fixture(scope="module")
 def multi():
-    from nodes.blazepose_multi import MultiBlazePose
+    from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
     with MultiBlazePose(max_people=5) as pose:
         yield pose
@@ -87,7 +87,7 @@ def test_pose_jpg_matches_google_reference_within_4_px(multi, image):
 
 
 def test_pose_jpg_matches_the_single_person_path(multi, image):
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     with BlazePose(static_image_mode=True, model_complexity=1) as single:
         lm = single.detect(image)
@@ -126,8 +126,8 @@ def test_three_people_found_in_coco_241(multi):
 
 
 def test_tracking_follows_the_roi_and_skips_the_detector(squats):
-    from nodes.blazepose import BlazePose
-    from nodes.blazepose_multi import MultiBlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
     with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=False) as single:
         expected = [single.detect(frame)["px"] for frame in squats]
@@ -161,7 +161,7 @@ def test_tracking_follows_the_roi_and_skips_the_detector(squats):
 
 
 def test_detector_decode_anchors_and_weighted_nms():
-    from nodes.blazepose_multi import Detection, decode_detections, remove_letterbox, roi_from_points, ssd_anchors, weighted_nms
+    from posegraph.pose.backends.blazepose_multi import Detection, decode_detections, remove_letterbox, roi_from_points, ssd_anchors, weighted_nms
 
     anchors = ssd_anchors()
     assert anchors.shape == (2254, 2)
@@ -213,7 +213,7 @@ def test_detector_decode_anchors_and_weighted_nms():
 
 
 def test_no_tensorflow_or_mediapipe_imported():
-    code = ("import sys, cv2; sys.path.insert(0, '.'); from nodes.blazepose_multi import MultiBlazePose; "
+    code = ("import sys, cv2; sys.path.insert(0, '.'); from posegraph.pose.backends.blazepose_multi import MultiBlazePose; "
             "p = MultiBlazePose(model_complexity=0, threads=2); assert len(p.detect(cv2.imread('data/google_pose_reference/pose.jpg'))) == 1; "
             "bad = [m for m in ('tensorflow', 'mediapipe') if m in sys.modules]; assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

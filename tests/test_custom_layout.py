@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from nodes import landmarks as lm
-from nodes import lstm_model as M
-from nodes.embed import (ANGLE_NAMES, Embed, LayoutError, angle_names, joint_angles, keypoint_names,
-                         normalized_keypoints)
+from posegraph.pose import landmarks as lm
+from posegraph.pose import lstm as M
+from posegraph.pose.training import lstm as T
+from posegraph.pose.features import ANGLE_NAMES, LayoutError, angle_names, joint_angles, keypoint_names, normalized_keypoints
+from posegraph.nodes.embed import Embed
 
 DATA = ROOT / "data" / "google_pose_reference"
 WIDTH, HEIGHT, FRAMES = 720, 1280, 65
@@ -138,7 +139,7 @@ def test_mirror_of_custom_layout_swaps_twins():
     assert np.array_equal(custom, lm.mirror(coco, lm.COCO17, width=WIDTH)[lm.indices(SHUFFLED_COCO, lm.COCO17)])
     # LSTM augmentation mirrors clips with the same permutation
     clip = subset(names)
-    assert np.allclose(M.mirror_points(clip, layout, WIDTH), [lm.mirror(p, layout, width=WIDTH) for p in clip])
+    assert np.allclose(T.mirror_points(clip, layout, WIDTH), [lm.mirror(p, layout, width=WIDTH) for p in clip])
 
 
 def test_connections_of_custom_layout_are_the_blazepose_edges_between_present_points():
@@ -240,14 +241,14 @@ def test_embed_node_skips_custom_layout_without_coco_names():
 
 # ----- DTW and LSTM ------------------------------------------------------------------------
 def dtw_node(templates="models/dtw_exercises.npz"):
-    from nodes.dtw import Dtw
+    from posegraph.nodes.dtw import Dtw
 
     return Dtw({"templates": str(templates), "window": 45, "every": 5, "batch": 4, "band": 10, "threshold": 0.0,
                 "min_frames": 15})
 
 
 def test_dtw_node_skips_a_custom_layout_with_fewer_angles_than_the_templates():
-    from nodes.dtw import feature_size, features
+    from posegraph.pose.dtw import feature_size, features
 
     layout = lm.custom_layout(UPPER)
     assert feature_size("angles", layout) == 2 and feature_size("angles") == 9
@@ -267,7 +268,7 @@ def test_dtw_node_skips_a_custom_layout_with_fewer_angles_than_the_templates():
 
 
 def test_dtw_templates_recorded_from_a_custom_layout_answer_it_and_skip_blazepose(tmp_path):
-    from nodes.dtw import record_templates_from_sequences
+    from posegraph.pose.dtw import record_templates_from_sequences
 
     layout = lm.custom_layout(UPPER)
     clips = [types.SimpleNamespace(label=label, clip_id=f"{label}{a}", layout=layout, points=subset(UPPER)[a:b], fps=30.0)
@@ -283,7 +284,7 @@ def test_dtw_templates_recorded_from_a_custom_layout_answer_it_and_skip_blazepos
 
 
 def lstm_node():
-    from nodes.lstm import Lstm
+    from posegraph.nodes.lstm import Lstm
 
     return Lstm({"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8})
 
@@ -322,7 +323,7 @@ def clip_frame(index: int) -> np.ndarray:
 
 
 def test_render_draws_a_custom_packet_on_a_real_frame_at_its_keypoints():
-    from nodes.render import Render
+    from posegraph.nodes.render import Render
 
     i = 30
     image = clip_frame(i)
@@ -351,8 +352,8 @@ def test_render_draws_a_custom_packet_on_a_real_frame_at_its_keypoints():
 
 
 def test_jsonl_records_name_the_points_of_a_custom_layout(tmp_path):
-    from nodes.people import merge
-    from nodes.sinks import JsonLines
+    from posegraph.pose.people import merge
+    from posegraph.nodes.sinks import JsonLines
 
     node = JsonLines({"path": str(tmp_path / "r.jsonl")})
     ctx = Ctx()

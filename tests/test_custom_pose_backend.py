@@ -64,7 +64,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def video_frames() -> list[np.ndarray]:
-    from nodes.keypoint_data import read_frames
+    from posegraph.pose.training.keypoint_data import read_frames
 
     frames = [image for _, image in read_frames(VIDEO)]
     assert len(frames) == 65
@@ -74,7 +74,7 @@ def video_frames() -> list[np.ndarray]:
 def backend_keypoints(model_dir: Path, precision: str = "float") -> list[np.ndarray]:
     """What the backend gives in this process on every frame of the clip: (k, 3) x, y, score
     of the best person."""
-    from nodes.custom_pose import CustomPose
+    from posegraph.pose.backends.custom import CustomPose
 
     backend = CustomPose(str(model_dir), precision=precision)
     try:
@@ -106,7 +106,7 @@ def assert_records_are_the_backend(records, expected, n_keypoints):
 def models(tmp_path_factory):
     """{"coco": a COCO-17 model on detector crops, "upper": six upper-body keypoints on the
     whole frame}, trained from Google's reference landmarks in two parallel CLI runs."""
-    from nodes import landmarks as lm
+    from posegraph.pose import landmarks as lm
 
     root = tmp_path_factory.mktemp("custom_models")
     ref = np.asarray(json.loads((REF / "pose_squats.full.json").read_text()), float)
@@ -158,8 +158,8 @@ def test_int8_and_upper_body_models_run_side_by_side_with_embed_angles(graph_run
     The six keypoints go out as layout custom:<names>; embed's angles use the joints each
     layout has (9 for COCO-17, the two elbows for the upper body) and equal the angles of the
     recorded keypoints."""
-    from nodes import landmarks as lm
-    from nodes.embed import angle_names, joint_angles
+    from posegraph.pose import landmarks as lm
+    from posegraph.pose.features import angle_names, joint_angles
 
     run = graph_run(f"""
 name: custom_models

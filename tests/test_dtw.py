@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from dtw_test_nodes import arm_swing, squat_points, waving
-from nodes.dtw import (UNKNOWN, Templates, TemplatesError, classify, dtw_distance, dtw_distances, features, load_templates,
-                       record_templates_from_sequences, vote)
-from nodes.sequences import Sequence, save_dataset
+from posegraph.pose.dtw import UNKNOWN, Templates, TemplatesError, classify, dtw_distance, dtw_distances, features, load_templates, record_templates_from_sequences, vote
+from posegraph.pose.sequences import Sequence, save_dataset
 
 
 def reference_dtw(a, b, band=None):
@@ -296,7 +295,8 @@ def test_a_slow_camera_is_brought_to_the_templates_frame_rate_by_its_timestamps(
     """Templates are kept at 30 frames/s; a 5 frames/s stream's query is resampled by its
     timestamps to the same rate, so it covers the same 1.5 s of motion as a template
     (raw, its 45 frames would span 9 s, six times more motion than any template)."""
-    from nodes.dtw import TEMPLATE_FPS, Dtw, at_rate
+    from posegraph.pose.dtw import TEMPLATE_FPS, at_rate
+    from posegraph.nodes.dtw import Dtw
 
     def motion(fps, seconds):
         t = np.arange(0, seconds, 1.0 / fps)

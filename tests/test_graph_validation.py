@@ -712,10 +712,10 @@ def test_missing_uses_is_rejected(tmp_path):
 def test_unknown_kind_suggests_the_closest_builtin(tmp_path):
     err = reject(tmp_path, "unknown_kind")
     assert err.line == 7
-    from nodes import BUILTIN_KINDS
+    from posegraph.registry import kinds
 
     assert err.detail == ("unknown kind 'pasthrough' (did you mean 'passthrough'?); "
-                          f"built-in kinds: {', '.join(sorted(BUILTIN_KINDS))}")
+                          f"built-in kinds: {', '.join(sorted(kinds()))}")
 
 
 def test_user_node_file_not_found_says_where_it_looked(tmp_path):
@@ -931,7 +931,7 @@ def test_uses_null_means_the_null_sink_kind(tmp_path):
     path = tmp_path / "graph.yaml"
     path.write_text(SOURCE + "  - id: sink\n    uses: null\n    inputs: {frame: source/frame}\n")
     spec = load_graph(path)
-    from nodes.null import Null
+    from posegraph.nodes.null import Null
 
     assert spec.nodes["sink"].uses == "null"
     assert spec.nodes["sink"].kind is Null

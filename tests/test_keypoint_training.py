@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodes import landmarks as lm
-from nodes.keypoint_crop import crop_image, from_crop, to_crop
-from nodes.keypoint_data import (CONTEXT_ZOOM, LabelError, Sample, attach_crops, load_labels, parse_keypoints,
-                                 pseudo_label, read_frames, split_by_clip, write_labels)
+from posegraph.pose import landmarks as lm
+from posegraph.pose.backends.crop import crop_image, from_crop, to_crop
+from posegraph.pose.training.keypoint_data import CONTEXT_ZOOM, LabelError, Sample, attach_crops, load_labels, parse_keypoints, pseudo_label, read_frames, split_by_clip, write_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "data" / "google_pose_reference"
@@ -93,7 +92,7 @@ def train_split_mean_units(labels: Path, size: int, val_clips=None):
 def errors_on(model_dir: Path, frames_and_truth, mean_units, precision="float"):
     """Mean per-frame pixel error of the `custom` backend (TFLite, detector crops) and of the
     mean training pose put into the same crops, over (BGR frame, (k, 2) truth) pairs."""
-    from nodes.custom_pose import CustomPose
+    from posegraph.pose.backends.custom import CustomPose
 
     backend = CustomPose(str(model_dir), precision=precision)
     model, baseline = [], []
@@ -223,9 +222,9 @@ def test_augmentation_moves_keypoints_with_the_pixels():
     """A bright 3 x 3 dot drawn at a labelled keypoint of a real crop lands, in every
     augmented view, where view_units puts that keypoint; a flip moves the left wrist's dot to
     the right wrist's target (mirror_perm swaps the names)."""
-    from nodes.blazepose_multi import MultiBlazePose
-    from nodes.keypoint_data import choose_roi
-    from nodes.keypoint_model import Augment, make_batch, mirror_perm, render_view, view_units
+    from posegraph.pose.backends.blazepose_multi import MultiBlazePose
+    from posegraph.pose.training.keypoint_data import choose_roi
+    from posegraph.pose.training.keypoint_model import Augment, make_batch, mirror_perm, render_view, view_units
 
     frame = 20
     image = next(img for _, img in read_frames(VIDEO, {frame}))
@@ -432,7 +431,7 @@ def test_a_high_min_visibility_drops_frames_and_reports_each_keypoint(tmp_path):
     """label-keypoints --min-visibility 0.9: the frames where BlazePose's visibility of a
     requested keypoint is below it are dropped, and the report counts them per keypoint
     exactly as BlazePose's own visibilities (tracked through the clip here) say."""
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     threshold = 0.9
     out = tmp_path / "labels.json"
@@ -506,7 +505,7 @@ def test_mobilenetv2_and_resnet50_backbones_build_and_a_weights_file_round_trips
     """The two Keras-applications backbones build at small inputs; --weights loads a file
     saved from the same backbone, in both formats keras.applications reads: Keras 3's
     .weights.h5 and the legacy HDF5 .h5 (the format of the ImageNet downloads)."""
-    from nodes.keypoint_model import TrainError, _tf, build_model
+    from posegraph.pose.training.keypoint_model import TrainError, _tf, build_model
 
     _tf()  # TensorFlow's C++ start-up lines stay quiet, as in training
     import keras
@@ -570,7 +569,7 @@ def test_label_keypoints_on_a_folder_of_images_groups_clips_by_folder_with_blaze
     assert sorted((s.clip, Path(s.source).name) for s in samples) == [
         ("session_a", "frame_00.png"), ("session_a", "frame_16.png"), ("session_b", "frame_32.png"), ("session_b", "frame_48.png")]
     idx = lm.indices(names)
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     with BlazePose(static_image_mode=True) as pose:  # an independent pass: each image alone, as labelling must do
         for s in samples:

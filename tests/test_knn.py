@@ -15,10 +15,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nodes.embed import Embed, mlkit_embedding, mlkit_embeddings  # noqa: E402
-from nodes import landmarks as lm  # noqa: E402
-from nodes.knn import (Knn, KnnClassifier, SamplesError, find_outliers, leave_one_out_accuracy, load_samples,  # noqa: E402
-                       top_classes)
+from posegraph.nodes.embed import Embed
+from posegraph.pose.features import mlkit_embedding, mlkit_embeddings  # noqa: E402
+from posegraph.pose import landmarks as lm  # noqa: E402
+from posegraph.nodes.knn import Knn
+from posegraph.pose.knn import KnnClassifier, SamplesError, find_outliers, leave_one_out_accuracy, load_samples, top_classes
 from posegraph import NodeOpenError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +172,7 @@ def test_knn_node_that_cannot_load_its_samples_names_the_param(tmp_path, monkeyp
 def test_knn_samples_command_builds_a_csv_from_images_and_drops_the_no_pose_one(tmp_path, capsys):
     import cv2
 
-    from nodes.knn_train import main
+    from posegraph.commands.knn_samples import main
 
     root = tmp_path / "images"
     capture = cv2.VideoCapture(str(SQUATS / "pose_squats.mp4"))
@@ -205,7 +206,7 @@ def test_knn_samples_command_builds_a_csv_from_images_and_drops_the_no_pose_one(
 
 
 def test_knn_samples_command_rejects_a_missing_or_empty_root(tmp_path, capsys):
-    from nodes.knn_train import main
+    from posegraph.commands.knn_samples import main
 
     assert main([str(tmp_path / "none"), "-o", str(tmp_path / "x.csv")]) == 2
     (tmp_path / "empty" / "up").mkdir(parents=True)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from nodes import landmarks as lm
-from nodes.embed import (ANGLE_NAMES, MLKIT_PAIRS, Embed, joint_angles, mlkit_embedding, mlkit_embeddings,
-                         mlkit_normalize, normalized_keypoints)
-from nodes.knn import load_samples
+from posegraph.pose import landmarks as lm
+from posegraph.pose.features import ANGLE_NAMES, MLKIT_PAIRS, joint_angles, mlkit_embedding, mlkit_embeddings, mlkit_normalize, normalized_keypoints
+from posegraph.nodes.embed import Embed
+from posegraph.pose.knn import load_samples
 
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
 
@@ -67,7 +67,7 @@ def test_mirroring_a_pose_twice_gives_it_back(samples):
 
 
 def test_skeletons_connect_named_joints_like_mediapipe_and_coco():
-    from nodes.blazepose import import_mediapipe
+    from posegraph.pose.backends.blazepose import import_mediapipe
 
     mp = import_mediapipe()
     assert set(lm.BLAZEPOSE_CONNECTIONS) == set(mp.solutions.pose.POSE_CONNECTIONS)

@@ -11,9 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lstm_test_nodes import HEIGHT, WIDTH, squat_points  # noqa: E402
 
-from nodes import landmarks as lm  # noqa: E402
-from nodes import lstm_model as M  # noqa: E402
-from nodes.sequences import Sequence, save_dataset  # noqa: E402
+from posegraph.pose import landmarks as lm  # noqa: E402
+from posegraph.pose import lstm as M  # noqa: E402
+from posegraph.pose.training import lstm as T  # noqa: E402
+from posegraph.pose.sequences import Sequence, save_dataset  # noqa: E402
 
 POINTS = squat_points()
 # She is down in frames ~6-14, 30-39, 54-64 and up in 0-4, 17-27, 41-51. Training and
@@ -51,27 +52,27 @@ def test_features_windows_and_short_clip_padding():
 
 
 def test_mirroring_swaps_left_and_right_and_time_stretch():
-    mirrored = M.mirror_points(POINTS, "blazepose33", WIDTH)
+    mirrored = T.mirror_points(POINTS, "blazepose33", WIDTH)
     left, right = lm.index("left_wrist"), lm.index("right_wrist")
     np.testing.assert_allclose(mirrored[:, left, 0], WIDTH - POINTS[:, right, 0])
     np.testing.assert_allclose(mirrored[:, left, 1:], POINTS[:, right, 1:])
-    np.testing.assert_allclose(M.mirror_points(mirrored, "blazepose33", WIDTH), POINTS, atol=1e-4)
+    np.testing.assert_allclose(T.mirror_points(mirrored, "blazepose33", WIDTH), POINTS, atol=1e-4)
     # body-normalised COCO features of the mirror: x negated, left and right swapped
     f, g = (M.features(p, "blazepose33", "coco_xy").reshape(65, 17, 2) for p in (POINTS, mirrored))
     np.testing.assert_allclose(g[:, lm.MIRROR["coco17"]] * [-1, 1], f, atol=1e-5)
-    assert len(M.time_stretch(POINTS, 1.25)) == 52 and len(M.time_stretch(POINTS, 0.8)) == 81
+    assert len(T.time_stretch(POINTS, 1.25)) == 52 and len(T.time_stretch(POINTS, 0.8)) == 81
     gappy = POINTS.copy()
     gappy[10:13] = np.nan
-    stretched = M.time_stretch(gappy, 0.8)
+    stretched = T.time_stretch(gappy, 0.8)
     assert np.isnan(stretched).all(axis=(1, 2)).sum() >= 3 and not np.isnan(stretched[~np.isnan(stretched).all(axis=(1, 2))]).any()
-    items = M.augment([clip("down", 6, 14)], copies=2, seed=1)
+    items = T.augment([clip("down", 6, 14)], copies=2, seed=1)
     assert len(items) == 6  # original, mirror, 2 variants of each
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A model trained by the train-lstm command (real TensorFlow, a few epochs)."""
-    from nodes.lstm_train import main
+    from posegraph.commands.train_lstm import main
 
     tmp = tmp_path_factory.mktemp("lstm")
     seqs = [clip(label, a, b) for group in (TRAIN_CLIPS, VAL_CLIPS) for label, ranges in group.items() for a, b in ranges]
@@ -153,7 +154,7 @@ def test_lstm_node_with_a_missing_model_stops_with_one_line(graph_run, tmp_path)
 
 
 def test_train_lstm_command_errors_are_one_line(tmp_path, capsys):
-    from nodes.lstm_train import main
+    from posegraph.commands.train_lstm import main
 
     assert main([str(tmp_path / "missing.npz"), "-o", str(tmp_path / "m")]) == 2
     save_dataset(tmp_path / "one.npz", [clip("down", 6, 14), clip("down", 30, 39)])
@@ -169,7 +170,7 @@ def test_train_lstm_command_errors_are_one_line(tmp_path, capsys):
 def test_train_lstm_takes_a_folder_of_clips_in_one_command(tmp_path):
     import cv2
 
-    from nodes import lstm_train
+    from posegraph.commands import train_lstm as lstm_train
 
     clip = Path(__file__).resolve().parent.parent / "data" / "google_pose_reference" / "pose_squats.mp4"
     for label, flip in (("upright", None), ("upside_down", 0)):

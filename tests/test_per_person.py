@@ -14,7 +14,7 @@ import pytest
 
 from people_test_nodes import (FRAMES, HEIGHT, SCENE_WIDTH, SHIFT, WIDTH, person_packet, stacked_frames, two_people,
                                write_scene)
-from nodes.people import split
+from posegraph.pose.people import split
 
 SAMPLES = "data/mlkit/fitness_pose_samples.csv"
 
@@ -45,10 +45,10 @@ def by_id(packet) -> dict:
 
 
 def knn_chain():
-    from nodes.embed import Embed
-    from nodes.knn import Knn
-    from nodes.reps import Reps
-    from nodes.smooth import Smooth
+    from posegraph.nodes.embed import Embed
+    from posegraph.nodes.knn import Knn
+    from posegraph.nodes.reps import Reps
+    from posegraph.nodes.smooth import Smooth
 
     return [(Embed({"kind": "mlkit"}), "landmarks", "features"),
             (Knn({"samples": SAMPLES, "top_n_by_max": 30, "top_n_by_mean": 10}), "features", "votes"),
@@ -131,7 +131,7 @@ def test_two_people_through_embed_knn_smooth_reps_are_each_counted_as_if_alone(s
 
 
 def test_a_person_missing_for_some_frames_keeps_their_count_and_is_dropped_after_the_timeout():
-    from nodes.people import PerPerson
+    from posegraph.pose.people import PerPerson
 
     gaps = {2: set(range(30, 35))}
     outs = run(knn_chain(), two_people(gaps=gaps))
@@ -151,9 +151,9 @@ def test_a_person_missing_for_some_frames_keeps_their_count_and_is_dropped_after
 
 
 def test_one_euro_lstm_and_dtw_keep_a_window_per_person():
-    from nodes.dtw import Dtw
-    from nodes.lstm import Lstm
-    from nodes.smooth import OneEuro
+    from posegraph.nodes.dtw import Dtw
+    from posegraph.nodes.lstm import Lstm
+    from posegraph.nodes.smooth import OneEuro
 
     def chain():
         return [(OneEuro({"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0}), "landmarks", "landmarks")]
@@ -186,9 +186,9 @@ def test_coco17_people_work_with_every_classifier():
     """COCO-17 landmarks (17 x 4, no world): embed angles / keypoints, lstm coco_xy and dtw
     angles answer exactly as on the BlazePose landmarks they came from; embed mlkit (and so
     knn) works on them in x and y."""
-    from nodes.dtw import Dtw
-    from nodes.embed import Embed
-    from nodes.lstm import Lstm
+    from posegraph.nodes.dtw import Dtw
+    from posegraph.nodes.embed import Embed
+    from posegraph.nodes.lstm import Lstm
 
     blaze, coco = two_people(), two_people(layout="coco17")
     assert by_id(coco[0])[2]["px"].shape == (17, 4) and "world" not in by_id(coco[0])[2]
@@ -227,7 +227,7 @@ def test_coco17_people_work_with_every_classifier():
 
 # ----- render and jsonl ----------------------------------------------------------------------------
 def render_node():
-    from nodes.render import Render
+    from posegraph.nodes.render import Render
 
     node = Render({"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0})
     node.open(Ctx())
@@ -235,7 +235,7 @@ def render_node():
 
 
 def test_render_draws_every_person_with_their_id_label_and_count(scene_chain):
-    from nodes.render import PERSON_COLOURS
+    from posegraph.nodes.render import PERSON_COLOURS
 
     i = 50
     image = next(f for n, f in enumerate(stacked_frames()) if n == i)
@@ -265,7 +265,7 @@ def test_render_draws_every_person_with_their_id_label_and_count(scene_chain):
 
 
 def test_jsonl_records_carry_a_people_list(tmp_path, scene_chain):
-    from nodes.sinks import JsonLines
+    from posegraph.nodes.sinks import JsonLines
 
     node = JsonLines({"path": str(tmp_path / "r.jsonl")})
     ctx = Ctx()
@@ -368,7 +368,7 @@ nodes:
 def test_the_multi_person_pose_node_on_the_two_person_clip_counts_each_person(graph_run, tmp_path):
     """The whole pipeline from pixels: the pose node finds both people, and each one's count
     is their own (the left one as the clip: 2; the delayed one no more than that)."""
-    from nodes.pose import Pose
+    from posegraph.nodes.pose import Pose
 
     if "max_people" not in Pose.PARAMS:
         pytest.skip("the pose node has no multi-person mode yet")

@@ -98,7 +98,7 @@ def read_image(path=IMAGE):
 
 def run_node(params, frames, stream=0):
     """The pose node on a list of BGR frames (one stream): its landmarks packets (None when empty)."""
-    from nodes.pose import Pose
+    from posegraph.nodes.pose import Pose
 
     node = Pose(params)
     ctx = Context(stream)
@@ -150,8 +150,8 @@ BACKENDS = [
 
 @pytest.mark.parametrize("model,max_people,limit", BACKENDS, ids=[f"{m}-{n}" for m, n, _ in BACKENDS])
 def test_every_backend_emits_the_common_packet_on_pose_jpg(model, max_people, limit):
-    from nodes import landmarks as lm
-    from nodes.people import split
+    from posegraph.pose import landmarks as lm
+    from posegraph.pose.people import split
 
     image, ref = read_image(), reference_xy()
     layout = "blazepose33" if model == "blazepose" else "coco17"
@@ -186,7 +186,7 @@ def test_every_backend_emits_the_common_packet_on_pose_jpg(model, max_people, li
     assert x0 < expected[:, 0].min() + 30 and x1 > expected[:, 0].max() - 30
     assert y0 < expected[:, 1].min() + 30 and y1 > expected[:, 1].max() - 30
     # features work on every layout (embed's angles/keypoints go through COCO-17)
-    from nodes.embed import joint_angles, normalized_keypoints
+    from posegraph.pose.features import joint_angles, normalized_keypoints
 
     assert np.isfinite(joint_angles(person["px"], person["layout"])).all()
     assert np.isfinite(normalized_keypoints(person["px"], person["layout"])).all()
@@ -195,7 +195,7 @@ def test_every_backend_emits_the_common_packet_on_pose_jpg(model, max_people, li
 def test_multi_person_blazepose_finds_the_three_people_of_coco_241():
     if not COCO_241.is_file():
         pytest.skip(f"{COCO_241} is not on this machine (COCO val2014 sample of ../shared/data, not in the repo)")
-    from nodes.people import split
+    from posegraph.pose.people import split
 
     image = read_image(COCO_241)
     height, width = image.shape[:2]
@@ -236,7 +236,7 @@ def test_ids_stay_stable_over_street_avi():
     teal-cardigan person on most frames and BlazePose's detector takes the two as one.)"""
     if not STREET.is_file():
         pytest.skip(f"{STREET} is not on this machine (OpenPose example video of ../shared/data, not in the repo)")
-    from nodes.people import split
+    from posegraph.pose.people import split
 
     frames = street_frames()
     assert len(frames) == 205 and frames[0].shape == (720, 1280, 3)
@@ -259,7 +259,7 @@ def test_ids_stay_stable_over_street_avi():
 
 
 def test_tracker_keeps_an_id_through_short_misses_and_retires_it_after():
-    from nodes.tracking import PeopleTracker
+    from posegraph.pose.tracking import PeopleTracker
 
     body = np.array([[0, 0], [-20, 40], [20, 40], [-25, 100], [25, 100], [-15, 160], [15, 160]], float)
 
@@ -311,7 +311,7 @@ def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
     landmarks, bit for bit, and the same single-person packet (no ids, score or box)."""
     import cv2
 
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     capture = cv2.VideoCapture(str(VIDEO))
     frames = [capture.read()[1] for _ in range(12)]
@@ -328,7 +328,7 @@ def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
             for key in ("px", "norm", "world"):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"frame {i} {key}")
             assert (a["width"], a["height"], a["layout"], a["pts_ms"]) == (720, 1280, "blazepose33", i * 20.0)
-    from nodes.pose import Pose
+    from posegraph.nodes.pose import Pose
 
     node = Pose(old_params)
     node.open(Context())

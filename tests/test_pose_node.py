@@ -101,7 +101,7 @@ def check_packet(lm, width, height):
 
 # ----- tests --------------------------------------------------------------------------------
 def test_still_image_matches_googles_reference_and_world_landmarks():
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     ref, image = reference(), read_image()
     with BlazePose(static_image_mode=True, model_complexity=1) as pose:
@@ -123,7 +123,7 @@ def test_still_image_matches_googles_reference_and_world_landmarks():
 def test_tracking_on_squats_video_matches_googles_reference():
     import cv2
 
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     expected = np.asarray(json.loads((REF / "pose_squats.full.json").read_text()))
     expected_world = np.asarray(json.loads((REF / "pose_squats_3d.full.json").read_text()))
@@ -152,7 +152,7 @@ def test_tracking_on_squats_video_matches_googles_reference():
 
 
 def test_lite_and_heavy_models_come_from_models_folder_and_find_the_person():
-    from nodes import blazepose
+    from posegraph.pose.backends import blazepose
 
     ref, image = reference(), read_image()
     measured = {}
@@ -174,8 +174,8 @@ def test_lite_and_heavy_models_come_from_models_folder_and_find_the_person():
 def test_missing_model_is_copied_or_named_and_the_node_says_which_param(tmp_path, monkeypatch):
     """The install step on throwaway folders: copies when models/ has the file, otherwise a
     clear error (never a download), which the node turns into a NodeOpenError."""
-    from nodes import blazepose
-    from nodes.pose import Pose
+    from posegraph.pose.backends import blazepose
+    from posegraph.nodes.pose import Pose
 
     models, package = tmp_path / "models", tmp_path / "mediapipe"
     (package / "modules" / "pose_landmark").mkdir(parents=True)
@@ -208,7 +208,7 @@ def test_missing_model_is_copied_or_named_and_the_node_says_which_param(tmp_path
 def test_import_mediapipe_keeps_tensorflow_and_pyplot_out_but_available():
     code = """
 import sys
-from nodes.blazepose import import_mediapipe
+from posegraph.pose.backends.blazepose import import_mediapipe
 mp = import_mediapipe()
 assert mp.solutions.pose.Pose
 assert "tensorflow" not in sys.modules and "matplotlib.pyplot" not in sys.modules, sorted(sys.modules)
@@ -279,7 +279,7 @@ def test_pose_tracks_each_stream_separately():
     carries one camera's person into the other's frames. close() releases every tracker."""
     import cv2
 
-    from nodes.pose import Pose
+    from posegraph.nodes.pose import Pose
 
     capture = cv2.VideoCapture(str(VIDEO))
     frames = [capture.read()[1] for _ in range(20)]
@@ -314,7 +314,7 @@ def test_pose_tracks_each_stream_separately():
             alone.close()
         np.testing.assert_array_equal(together[stream], expected, err_msg=f"stream {stream}")
     # what the test guards against: one tracker fed both streams lands several px off
-    from nodes.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as shared:
         mixed = np.asarray([shared.detect(streams[stream][i])["px"] for i in range(len(frames)) for stream in (0, 5)])

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodes import landmarks as lm
-from nodes.posenet import EDGES, NUM_EDGES, PoseNet, decode_multi, decode_single, sigmoid
+from posegraph.pose import landmarks as lm
+from posegraph.pose.backends.posenet import EDGES, NUM_EDGES, PoseNet, decode_multi, decode_single, sigmoid
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "data" / "google_pose_reference"
@@ -164,7 +164,7 @@ def mean_error(people, expected):
 
 
 def backends():
-    from nodes.movenet import MoveNet, MoveNetMultiPose
+    from posegraph.pose.backends.movenet import MoveNet, MoveNetMultiPose
 
     return {
         "movenet thunder + crop": (lambda: MoveNet("thunder"), 8.0),
@@ -201,7 +201,7 @@ def test_posenet_flip_and_single_decoder_on_pose_jpg(pose_image, expected_coco):
 
 
 def test_movenet_tracking_reuses_the_last_crop(pose_image, expected_coco):
-    from nodes.movenet import MoveNet
+    from posegraph.pose.backends.movenet import MoveNet
 
     mn = MoveNet("lightning", track=True)
     first = mn.run(pose_image)
@@ -221,7 +221,7 @@ def test_people_found_on_a_multi_person_photo():
         pytest.skip(f"{path} not present (the shared research data is not checked out next to the repo)")
     import cv2
 
-    from nodes.movenet import MoveNetMultiPose
+    from posegraph.pose.backends.movenet import MoveNetMultiPose
 
     image = cv2.imread(str(path))
     h, w = image.shape[:2]

@@ -179,7 +179,7 @@ def test_render_draws_pose_and_panel_and_leaves_the_rest_untouched(pipeline):
     points = REFERENCE[30, :, :2]
     for x, y in np.rint(points).astype(int):
         assert changed[y - 2:y + 3, x - 2:x + 3].any(), f"nothing drawn at landmark ({x}, {y})"
-    from nodes.render import pose_connections
+    from posegraph.nodes.render import pose_connections
 
     for a, b in pose_connections():
         x, y = np.rint((points[a] + points[b]) / 2).astype(int)
@@ -313,7 +313,7 @@ def read_only(array):
 
 
 def test_render_corner_cases_and_speed_at_720x1280():
-    from nodes.render import Render
+    from posegraph.nodes.render import Render
 
     ctx, node = FakeContext(), Render({"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": True, "scale": 1.0})
     node.open(ctx)
@@ -354,7 +354,7 @@ def test_render_corner_cases_and_speed_at_720x1280():
 
 
 def test_video_and_jsonl_corner_cases(tmp_path):
-    from nodes.sinks import JsonLines, VideoFile
+    from posegraph.nodes.sinks import JsonLines, VideoFile
 
     ctx = FakeContext()
     single = VideoFile({"path": str(tmp_path / "one.mp4"), "fps": 0.0, "codec": "mp4v"})
@@ -406,7 +406,7 @@ class MultiContext(FakeContext):
 
 
 def test_stream_path_gives_each_stream_its_own_path_and_keeps_single_stream_paths():
-    from nodes.draw_utils import stream_path
+    from posegraph.pose.drawing import stream_path
 
     # one stream: the path as written, placeholders filled in
     assert stream_path("out/demo.mp4", 0, "camera") == "out/demo.mp4"
@@ -432,7 +432,7 @@ def _two_streams(count=6):
 
 
 def test_jsonl_writes_one_file_per_stream(tmp_path):
-    from nodes.sinks import JsonLines
+    from posegraph.nodes.sinks import JsonLines
 
     (tmp_path / "records.cam2.jsonl").write_text("an older run's line\n" * 50)
     ctx = MultiContext({0: "cam1", 1: "cam2"})
@@ -456,7 +456,7 @@ def test_jsonl_writes_one_file_per_stream(tmp_path):
 
 
 def test_jsonl_checks_every_streams_file_at_open(tmp_path):
-    from nodes.sinks import JsonLines
+    from posegraph.nodes.sinks import JsonLines
     from posegraph import NodeOpenError
 
     (tmp_path / "out.cam2.jsonl").mkdir()  # cam2's file cannot be written: a folder is in the way
@@ -468,7 +468,7 @@ def test_jsonl_checks_every_streams_file_at_open(tmp_path):
 
 
 def test_video_writes_one_file_per_stream(tmp_path):
-    from nodes.sinks import VideoFile
+    from posegraph.nodes.sinks import VideoFile
 
     streams = _two_streams()
     ctx = MultiContext({0: "cam1", 1: "cam2"})
@@ -489,7 +489,7 @@ def test_video_writes_one_file_per_stream(tmp_path):
 
 
 def test_images_write_a_subfolder_per_stream(tmp_path):
-    from nodes.sinks import ImageFolder
+    from posegraph.nodes.sinks import ImageFolder
 
     streams = _two_streams(3)
     ctx = MultiContext({0: "cam1", 1: "cam2"})
@@ -520,7 +520,7 @@ def test_images_write_a_subfolder_per_stream(tmp_path):
 def test_render_keeps_bar_classes_per_stream():
     """One camera's classes do not add bars to another's panel: stream 1's frame is drawn
     exactly as by a render that only ever saw stream 1."""
-    from nodes.render import Render
+    from posegraph.nodes.render import Render
 
     params = {"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0}
     (image,) = source_frames(30)

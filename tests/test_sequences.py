@@ -14,10 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes import landmarks as lmk  # noqa: E402
-from nodes import sequence_import as si  # noqa: E402
-from nodes import sequences as sq  # noqa: E402
-from nodes.sequences import Sequence  # noqa: E402
+from posegraph.pose import landmarks as lmk  # noqa: E402
+from posegraph.pose import sequence_import as si  # noqa: E402
+from posegraph.commands.extract import main as extract_main  # noqa: E402
+from posegraph.commands.import_sequences import main as import_main  # noqa: E402
+from posegraph.pose import sequences as sq  # noqa: E402
+from posegraph.pose.sequences import Sequence  # noqa: E402
 
 REF = ROOT / "data" / "google_pose_reference"
 VIDEO = REF / "pose_squats.mp4"
@@ -186,7 +188,7 @@ def test_mhad_import(tmp_path, capsys):
 
     # the command writes a data set that loads back
     out = tmp_path / "mhad.npz"
-    assert si.main(["mhad", str(folder), "-o", str(out)]) == 0
+    assert import_main(["mhad", str(folder), "-o", str(out)]) == 0
     assert "wrote 3 sequences" in capsys.readouterr().out
     assert [s.label for s in sq.load_dataset(out)] == ["JUMPING", "CLAPPING_HANDS", "BOXING"]
 
@@ -196,7 +198,7 @@ def test_mhad_import(tmp_path, capsys):
         si.import_mhad(folder)
     message = str(info.value)
     assert "X_train.txt" in message and "96 rows" in message and "4 sequences" in message and "128" in message, message
-    assert si.main(["mhad", str(folder), "-o", str(out)]) == 2
+    assert import_main(["mhad", str(folder), "-o", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
     # a malformed row (35 values) and a bad class id: file:line
@@ -221,8 +223,8 @@ def test_mhad_import(tmp_path, capsys):
 
 
 def test_import_command_errors(tmp_path, capsys):
-    assert si.main(["mediapipe-txt", str(tmp_path / "nope"), "-o", str(tmp_path / "o.npz")]) == 2
-    assert si.main(["mediapipe-txt", str(tmp_path), "-o", str(tmp_path / "o.npz")]) == 2
+    assert import_main(["mediapipe-txt", str(tmp_path / "nope"), "-o", str(tmp_path / "o.npz")]) == 2
+    assert import_main(["mediapipe-txt", str(tmp_path), "-o", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "no such file" in err[0] and "no *.txt files" in err[1], err
     assert not (tmp_path / "o.npz").exists()
@@ -256,7 +258,7 @@ def test_extract_folder_matches_reference_and_resumes(tmp_path, capsys):
     assert [(p.name, c) for p, c in sq.list_clips(root)] == [("a.mp4", "squat"), ("b.avi", "squat"), ("c.mp4", "squat")]
 
     started = time.monotonic()
-    assert sq.main([str(root), "-o", str(out)]) == 0
+    assert extract_main([str(root), "-o", str(out)]) == 0
     first_seconds = time.monotonic() - started
     captured = capsys.readouterr()
     print(captured.out)
@@ -279,7 +281,7 @@ def test_extract_folder_matches_reference_and_resumes(tmp_path, capsys):
     assert float(np.linalg.norm(b.points[..., :2] - a.points[:10, :, :2], axis=-1).mean()) < 5.0
 
     started = time.monotonic()
-    assert sq.main([str(root), "-o", str(out), "--no-progress"]) == 0
+    assert extract_main([str(root), "-o", str(out), "--no-progress"]) == 0
     second_seconds = time.monotonic() - started
     captured = capsys.readouterr()
     assert "extracted 0 clips" in captured.out and "skipped 2 already done, 1 unreadable" in captured.out, captured.out
@@ -293,7 +295,7 @@ def test_extract_folder_matches_reference_and_resumes(tmp_path, capsys):
     assert [s.clip_id for s in sq.extract(root, out, progress=False)] == ["squat/b.avi", "squat/a.mp4"]
 
     capsys.readouterr()
-    assert sq.main([str(tmp_path / "missing"), "-o", str(out)]) == 2
+    assert extract_main([str(tmp_path / "missing"), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'missing'}: no such directory"], err
     (tmp_path / "empty").mkdir()

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from nodes.embed import mlkit_embeddings
-from nodes.knn import KnnClassifier, load_samples
-from nodes.reps import Reps, RepetitionCounter
-from nodes.smooth import EmaDictSmoothing, OneEuro, OneEuroFilter, Smooth, object_scale
+from posegraph.pose.features import mlkit_embeddings
+from posegraph.pose.knn import KnnClassifier, load_samples
+from posegraph.nodes.reps import Reps
+from posegraph.pose.reps import RepetitionCounter
+from posegraph.pose.smoothing import EmaDictSmoothing, OneEuroFilter, object_scale
+from posegraph.nodes.smooth import OneEuro, Smooth
 from pose_chain_nodes import squat_packets
 
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"

@@ -314,7 +314,7 @@ def _alive(pid: int) -> bool:
 # ---- a failing run (the queue alone, with a stand-in for the runner) ----
 
 def test_failed_run_reports_its_last_error_and_the_queue_goes_on(tmp_path):
-    from webapp.jobs import Job, JobQueue
+    from posegraph.webapp.jobs import Job, JobQueue
 
     fake = tmp_path / "fake_python"   # stands in for `python runner.py ...`: fails once, then succeeds
     fake.write_text(f"#!/bin/sh\nif [ -f {tmp_path}/ok ]; then exit 0; fi\ntouch {tmp_path}/ok\n"

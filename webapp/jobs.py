@@ -20,9 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .uploads import GRAPHS
+from posegraph.pose.paths import PROJECT_ROOT
+from posegraph.webapp.uploads import GRAPHS
 
-ROOT = Path(__file__).resolve().parent.parent
 JOB_ID = re.compile(r"[0-9a-f]{32}\Z")
 # the only files served from a job's folder: name -> content type
 RESULT_FILES = {
@@ -208,7 +208,7 @@ class JobQueue:
         def value(path: Path) -> str:  # --set values are read as YAML: a JSON string stays a string
             return json.dumps(str(path))
 
-        return [self.python, str(ROOT / "runner.py"), str(ROOT / GRAPHS[job.graph][0]), "--no-live",
+        return [self.python, str(PROJECT_ROOT / "runner.py"), str(PROJECT_ROOT / GRAPHS[job.graph][0]), "--no-live",
                 "--set", f"camera.source={value(folder / job.input)}",
                 "--set", f"video.path={value(folder / 'annotated.webm')}",
                 "--set", "video.codec=VP80",
@@ -220,7 +220,7 @@ class JobQueue:
         records = folder / "records.jsonl"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(folder / "runner.log", "wb") as log:
-            proc = subprocess.Popen(self.command(job), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(self.command(job), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
             self.proc = proc
             counter = LineCounter(records)

@@ -9,7 +9,7 @@ import json
 import time
 from html import escape
 
-from .uploads import GRAPHS, VIDEO_EXTENSIONS
+from posegraph.webapp.uploads import GRAPHS, VIDEO_EXTENSIONS
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:1.5em auto;padding:0 1em;color:#222}

@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from .blazepose_multi import Roi, _inverse_map
+from posegraph.pose.backends.blazepose_multi import Roi, _inverse_map
 
 CROP_MODES = ("detector", "frame")
 

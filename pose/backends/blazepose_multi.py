@@ -25,9 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from nodes.blazepose import (LANDMARK_MODELS, LAYOUT, MODELS_DIR, NUM_LANDMARKS, ModelMissingError, mediapipe_dir,
-                             native_stderr_filtered)
+from posegraph.pose.backends.blazepose import (
+    LANDMARK_MODELS,
+    LAYOUT,
+    MODELS_DIR,
+    NUM_LANDMARKS,
+    ModelMissingError,
+    mediapipe_dir,
+    native_stderr_filtered,
+)
 
 # ----- constants of mediapipe 0.10.21's pose graphs (read from the wheel) -----------------------
 DETECTOR_SIZE = 224

@@ -57,10 +57,15 @@ def _parser() -> argparse.ArgumentParser:
 
 # ----- sources ---------------------------------------------------------------------------
 def sequences_from_clips(root, complexity: int):
+    from posegraph.pose.sequences import SequenceError, extract_clip, list_clips
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from nodes.sequences import SequenceError, extract_clip, list_clips
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     try:
         clips = list_clips(root)
@@ -83,7 +88,7 @@ def sequences_from_clips(root, complexity: int):
 
 
 def sequences_from_data(path):
-    from nodes.sequences import SequenceError, load_dataset
+    from posegraph.pose.sequences import SequenceError, load_dataset
 
     try:
         return load_dataset(path)
@@ -93,7 +98,7 @@ def sequences_from_data(path):
 
 def open_camera(index: int):
     """An opened cv2.VideoCapture giving frames, or RecordError(code 1) in one line."""
-    from nodes.capture import _quiet_cv2
+    from posegraph.nodes.capture import _quiet_cv2
 
     cv2 = _quiet_cv2()
     cap = cv2.VideoCapture(index)
@@ -113,8 +118,8 @@ def _has_display() -> bool:
 
 
 def sequence_from_webcam(index: int, label: str, countdown: float, seconds: float, complexity: int):
-    from nodes.blazepose import BlazePose
-    from nodes.sequences import Sequence
+    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.sequences import Sequence
 
     cv2, cap = open_camera(index)
     window = "dtw-templates" if _has_display() else None
@@ -184,7 +189,11 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args) -> int:
-    from nodes.dtw import Templates, TemplatesError, record_templates_from_sequences
+    from posegraph.pose.dtw import (
+        Templates,
+        TemplatesError,
+        record_templates_from_sequences,
+    )
 
     output = Path(args.output)
     if args.webcam is not None and not args.label:

@@ -30,8 +30,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
-from .posenet import box_of, letterbox_square, load_interpreter, square_crop
+from posegraph.pose.backends.posenet import (
+    box_of,
+    letterbox_square,
+    load_interpreter,
+    square_crop,
+)
 
 VARIANTS = {
     "lightning": ("models/movenet-lightning.fp16.tflite", 192),

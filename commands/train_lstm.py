@@ -14,7 +14,8 @@ import argparse
 import sys
 import time
 
-from . import lstm_model
+from posegraph.pose import lstm as lstm_model
+from posegraph.pose.training import lstm as lstm_training
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
         return 2
     from pathlib import Path
 
-    from .sequences import SequenceError, extract, load_dataset
+    from posegraph.pose.sequences import SequenceError, extract, load_dataset
 
     try:
         if Path(args.data).is_dir():  # a folder of labelled clips: extract first (resumable), then train
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
     val_clips = [c.strip() for c in args.val_clips.split(",") if c.strip()] if args.val_clips else None
     started = time.monotonic()
     try:
-        metrics = lstm_model.train(
+        metrics = lstm_training.train(
             sequences, args.output, kind=args.features, window=args.window, stride=args.stride, hidden=args.hidden,
             epochs=args.epochs, batch=args.batch, val_clips=val_clips, val_fraction=args.val_fraction, seed=args.seed,
             dropout=args.dropout, augment_copies=-1 if args.no_augment else 2, mirror=not args.no_augment,

@@ -30,10 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from . import landmarks as lm
-from .blazepose_multi import Roi
-from .keypoint_crop import box_overlap, crop_image, frame_roi, roi_around, to_crop
+from posegraph.pose import landmarks as lm
+from posegraph.pose.backends.blazepose_multi import Roi
+from posegraph.pose.backends.crop import (
+    box_overlap,
+    crop_image,
+    frame_roi,
+    roi_around,
+    to_crop,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -275,7 +280,7 @@ def pseudo_label(inputs, names, min_visibility: float = 0.5, every: int = 1, mod
     """BlazePose labels for `names` on every `every`-th frame of the clips (and every image)
     under `inputs`. Returns (samples, report): report = {"kept", "dropped": {reason: n},
     "per_clip": {clip: {"kept", "no_person", "low_visibility": {name: n}}}}."""
-    from .blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     files = find_inputs(inputs)
     index = np.array([lm.index(n) for n in names])
@@ -344,7 +349,13 @@ class _progress:
         if not self.enabled:
             return lambda n=1: None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             console=Console(stderr=True))
@@ -366,7 +377,7 @@ def attach_crops(samples, crop: str, size: int, progress: bool = True, detector=
         raise LabelError(f"crop must be 'detector' or 'frame', got {crop!r}")
     own_detector = detector is None and crop == "detector"
     if own_detector:
-        from .blazepose_multi import MultiBlazePose
+        from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
         detector = MultiBlazePose(max_people=10)
     context_size = int(round(size * CONTEXT_ZOOM))

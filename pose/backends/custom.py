@@ -20,10 +20,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from . import landmarks as lm
-from .keypoint_crop import CROP_MODES, as_model_input, crop_image, frame_roi, from_crop
-from .paths import resolve_path
+from posegraph.pose import landmarks as lm
+from posegraph.pose.backends.crop import (
+    CROP_MODES,
+    as_model_input,
+    crop_image,
+    frame_roi,
+    from_crop,
+)
+from posegraph.pose.paths import resolve_path
 
 PREFIX = "custom:"
 PRECISIONS = ("float", "int8")
@@ -65,8 +70,7 @@ class KeypointModel:
 
     def __init__(self, path, precision: str = "float", threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
-
-        from .blazepose import native_stderr_filtered
+        from posegraph.pose.backends.blazepose import native_stderr_filtered
 
         meta, tflite = model_files(str(path), precision)
         try:
@@ -143,7 +147,7 @@ class CustomPose:
         self.max_people = int(max_people)
         self.detector = None
         if self.crop == "detector":
-            from .blazepose_multi import MultiBlazePose
+            from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
             self.detector = MultiBlazePose(max_people=self.max_people,
                                            min_detection_confidence=min_detection_confidence, threads=threads)

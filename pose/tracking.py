@@ -33,8 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from .blazepose_multi import box_iou
+from posegraph.pose.backends.blazepose_multi import box_iou
 
 IMPOSSIBLE = 1e6
 

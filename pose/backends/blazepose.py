@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from posegraph.pose.paths import PROJECT_ROOT
+
 MODELS_DIR = PROJECT_ROOT / "models"
 LAYOUT = "blazepose33"
 NUM_LANDMARKS = 33

@@ -34,7 +34,6 @@ interrupted extraction resumes where it stopped (clips that failed are tried aga
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -44,8 +43,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-
-from . import landmarks as lmk
+from posegraph.pose import landmarks as lmk
 
 FORMAT_VERSION = 1
 LAYOUTS = (lmk.BLAZEPOSE33, lmk.COCO17)
@@ -292,7 +290,7 @@ def open_clip(path) -> tuple[int, float, Iterator[np.ndarray]]:
 
 def _pose_params(complexity: int) -> dict:
     """The pose node's own defaults (nodes.pose.Pose.PARAMS), tracking, with the chosen model."""
-    from .pose import Pose
+    from posegraph.nodes.pose import Pose
 
     own = ("static_image_mode", "model_complexity", "smooth_landmarks", "min_detection_confidence", "min_tracking_confidence")
     params = {name: Pose.PARAMS[name].default for name in own}  # the single-person BlazePose path's params only
@@ -302,7 +300,7 @@ def _pose_params(complexity: int) -> dict:
 
 def _extract_clip(path, label, clip_id, complexity=1, on_start: Callable | None = None,
                   on_frame: Callable | None = None) -> Sequence:
-    from .blazepose import BlazePose
+    from posegraph.pose.backends.blazepose import BlazePose
 
     total, fps, frames = open_clip(path)
     if on_start:
@@ -361,7 +359,13 @@ def run_extract(root, out_path, complexity=1, progress=True, log: Callable[[str]
             todo.append((path, label, clip_id))
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
@@ -415,49 +419,3 @@ def extract(root, out_path, complexity=1, progress=True) -> list[Sequence]:
     `out_path`; returns everything now in it. Clips already there (same clip_id) are skipped;
     unreadable clips get a warning line on stderr and are skipped."""
     return run_extract(root, out_path, complexity, progress).sequences
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="runner.py extract",
-        description="BlazePose landmarks of every clip of ROOT/<class>/<clip>.(mp4|avi|mov|gif) into a sequence "
-                    "data set (.npz); clips already in the output are skipped, so an interrupted run resumes.")
-    parser.add_argument("root", metavar="ROOT", help="folder with one sub-folder of clips per class")
-    parser.add_argument("-o", "--output", required=True, metavar="DATA.npz", help="data set to write (or complete)")
-    parser.add_argument("--complexity", type=int, choices=(0, 1, 2), default=1,
-                        help="BlazePose model: 0 lite, 1 full (default), 2 heavy")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """The command; 0 done (unreadable clips are warned about and skipped), 1 the pose model
-    could not start, 2 bad input (missing root, no clips, unreadable output file)."""
-    args = _parser().parse_args(argv)
-    started = time.monotonic()
-
-    def log(line):
-        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout, flush=True)
-
-    try:
-        report = run_extract(args.root, args.output, args.complexity, progress=not args.no_progress, log=log)
-    except SequenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; the clips done so far are in {args.output} (run again to resume)", file=sys.stderr)
-        return 130
-    except Exception as exc:  # mediapipe or a model missing: one line, not a traceback
-        print(f"error: cannot extract landmarks: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
-        return 1
-    frames = sum(n for _, n, _ in report.done)
-    seconds = time.monotonic() - started
-    print(f"extracted {len(report.done)} clips ({frames} frames, {frames / seconds if seconds else 0:.1f} frames/s), "
-          f"skipped {len(report.skipped)} already done, {len(report.failed)} unreadable; "
-          f"{args.output} holds {len(report.sequences)} clips")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

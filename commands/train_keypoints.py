@@ -22,25 +22,30 @@ import sys
 import time
 from pathlib import Path
 
-from .keypoint_data import LabelError, attach_crops, load_labels, parse_keypoints, pseudo_label, split_by_clip, write_labels
-from .keypoint_model import BACKBONES
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="images, videos or folders of them")
-    p.add_argument("--keypoints", metavar="A,B,...", help="keypoints to label (BlazePose names, or coco17 / blazepose33)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="label every N-th frame of a video (default 1)")
-    p.add_argument("--min-visibility", type=float, default=0.5,
-                   help="drop a frame when BlazePose's visibility of a requested keypoint is below this (default 0.5)")
-    p.add_argument("--complexity", type=int, default=1, choices=(0, 1, 2), help="BlazePose model for labelling (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+from posegraph.commands.keypoint_options import (
+    add_input_options,
+    check_numbers,
+    error,
+    print_label_report,
+    say,
+)
+from posegraph.pose.training.keypoint_data import (
+    LabelError,
+    attach_crops,
+    load_labels,
+    parse_keypoints,
+    pseudo_label,
+    split_by_clip,
+    write_labels,
+)
+from posegraph.pose.training.keypoint_model import BACKBONES
 
 
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="runner.py train-keypoints",
                                 description="Train a keypoint model (Keras -> TFLite float and int8) on labelled or "
                                             "BlazePose-labelled images and clips.")
-    _common(p)
+    add_input_options(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="folder to write the model into")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--labels", metavar="FILE", help="a JSON or CSV labels file (see nodes/keypoint_data.py)")
@@ -67,94 +72,23 @@ def _train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _label_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runner.py label-keypoints",
-                                description="Pseudo-label images and clips with BlazePose (a labels JSON for train-keypoints).")
-    _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="LABELS.json")
-    return p
-
-
-def _err(message: str, code: int = 2) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-def _print_report(report: dict) -> None:
-    dropped = report["dropped"]
-    low = report.get("low_visibility_by_keypoint", {})
-    worst = ", ".join(f"{n} {c}" for n, c in list(low.items())[:5])
-    _say(f"labelled {report['kept']} frames; dropped {dropped.get('no_person', 0)} with no person, "
-         f"{dropped.get('low_visibility', 0)} with a requested keypoint of low visibility"
-         f"{f' ({worst})' if worst else ''}, {dropped.get('unreadable', 0)} unreadable files")
-
-
-def _check_numbers(args) -> str | None:
-    if args.every < 1:
-        return "--every must be at least 1"
-    if not 0.0 <= args.min_visibility <= 1.0:
-        return "--min-visibility must be in [0, 1]"
-    for name in ("epochs", "batch", "patience"):
-        if hasattr(args, name) and getattr(args, name) < 1:
-            return f"--{name} must be at least 1"
-    if hasattr(args, "input_size") and not 16 <= args.input_size <= 1024:
-        return "--input-size must be in [16, 1024]"
-    if hasattr(args, "backbone") and args.backbone == "resnet50" and args.input_size < 32:
-        return "--input-size must be at least 32 for resnet50"
-    if hasattr(args, "val_fraction") and not 0.0 < args.val_fraction < 1.0:
-        return "--val-fraction must be in (0, 1)"
-    if hasattr(args, "width") and not 0.05 <= args.width <= 4:
-        return "--width must be in [0.05, 4]"
-    return None
-
-
-def label_main(argv: list[str]) -> int:
-    args = _label_parser().parse_args(argv)
-    problem = _check_numbers(args)
-    if problem:
-        return _err(problem)
-    if not args.inputs:
-        return _err("give at least one INPUT (image, video or folder)")
-    if not args.keypoints:
-        return _err("--keypoints is required")
-    try:
-        names = parse_keypoints(args.keypoints)
-        samples, report = pseudo_label(args.inputs, names, args.min_visibility, args.every, args.complexity,
-                                       progress=not args.quiet)
-    except LabelError as exc:
-        return _err(str(exc))
-    _print_report(report)
-    report_path = Path(args.output).with_name(Path(args.output).stem + "_report.json")
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=1))
-    if not samples:
-        return _err(f"no frame kept (see {report_path}); lower --min-visibility or check the inputs show a person")
-    write_labels(args.output, names, samples, {"made_with": "blazepose", "min_visibility": args.min_visibility})
-    _say(f"wrote {args.output} and {report_path}")
-    return 0
-
-
 def main(argv: list[str]) -> int:
     args = _train_parser().parse_args(argv)
-    problem = _check_numbers(args)
+    problem = check_numbers(args)
     if problem:
-        return _err(problem)
+        return error(problem)
     out = Path(args.output)
     started = time.monotonic()
     try:
         if args.labels:
             if args.inputs:
-                return _err("with --labels the labels file names the images; give no INPUT")
+                return error("with --labels the labels file names the images; give no INPUT")
             names, samples = load_labels(args.labels)
             if args.keypoints:  # train on a subset of the file's keypoints
                 wanted = parse_keypoints(args.keypoints)
                 missing = [n for n in wanted if n not in names]
                 if missing:
-                    return _err(f"--keypoints: {missing[0]!r} is not in {args.labels}")
+                    return error(f"--keypoints: {missing[0]!r} is not in {args.labels}")
                 idx = [names.index(n) for n in wanted]
                 for s in samples:
                     s.points = s.points[idx]
@@ -162,48 +96,49 @@ def main(argv: list[str]) -> int:
             report = {"kept": len(samples), "dropped": {}, "source": str(args.labels)}
         else:
             if not args.keypoints:
-                return _err("--label-with blazepose needs --keypoints (e.g. left_shoulder,right_shoulder or coco17)")
+                return error("--label-with blazepose needs --keypoints (e.g. left_shoulder,right_shoulder or coco17)")
             if not args.inputs:
-                return _err("give at least one INPUT (image, video or folder) to label")
+                return error("give at least one INPUT (image, video or folder) to label")
             names = parse_keypoints(args.keypoints)
             samples, report = pseudo_label(args.inputs, names, args.min_visibility, args.every, args.complexity,
                                            progress=not args.quiet)
-            _print_report(report)
+            print_label_report(report)
             out.mkdir(parents=True, exist_ok=True)
             write_labels(out / "labels.json", names, samples, {"made_with": "blazepose", "min_visibility": args.min_visibility})
         empty = [s for s in samples if not s.visible.any()]
         if empty:
-            _say(f"dropped {len(empty)} samples without any labelled keypoint (e.g. {empty[0].key})")
+            say(f"dropped {len(empty)} samples without any labelled keypoint (e.g. {empty[0].key})")
             samples = [s for s in samples if s.visible.any()]
             report["dropped"]["no_keypoint_labelled"] = len(empty)
         if len(samples) < 2:
-            return _err(f"only {len(samples)} usable labelled frame(s): need at least 2 to train")
+            return error(f"only {len(samples)} usable labelled frame(s): need at least 2 to train")
         crops = attach_crops(samples, args.crop, args.input_size, progress=not args.quiet)
         report["crops"] = crops
         if crops["unreadable"]:
-            _say(f"dropped {crops['unreadable']} samples whose image or frame cannot be read "
+            say(f"dropped {crops['unreadable']} samples whose image or frame cannot be read "
                  f"(e.g. {', '.join(crops['unreadable_examples'])})")
         out.mkdir(parents=True, exist_ok=True)
         (out / "labels_report.json").write_text(json.dumps(report, indent=1))
         val_clips = [c.strip() for c in args.val_clips.split(",") if c.strip()] if args.val_clips else None
         train, val, how = split_by_clip(samples, val_clips, args.val_fraction, args.seed)
         if how.startswith("one clip"):
-            _say(f"warning: {how}")
+            say(f"warning: {how}")
     except LabelError as exc:
-        return _err(str(exc))
-    from .keypoint_model import TrainError, train as train_model
+        return error(str(exc))
+    from posegraph.pose.training.keypoint_model import TrainError
+    from posegraph.pose.training.keypoint_model import train as train_model
 
     try:
         info = train_model(train, val, names, out, size=args.input_size, color=args.color, backbone=args.backbone,
                            width=args.width, weights=args.weights, crop=args.crop, epochs=args.epochs, batch=args.batch,
                            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
-                           augment=not args.no_augment, progress=not args.quiet, split=how, log=_say,
+                           augment=not args.no_augment, progress=not args.quiet, split=how, log=say,
                            extra_info={"labels": "blazepose" if args.label_with else str(args.labels)})
     except TrainError as exc:
-        return _err(str(exc))
+        return error(str(exc))
     except Exception as exc:  # TensorFlow or the export failed
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return _err(f"training failed: {type(exc).__name__}: {first}", 1)
+        return error(f"training failed: {type(exc).__name__}: {first}", 1)
     err = info["errors"]
     print(f"trained in {time.monotonic() - started:.0f} s ({info['training']['epochs']} epochs); validation mean error "
           f"{err['float'].get('mean_px')} px (int8 {err['int8'].get('mean_px')} px, mean-position baseline "

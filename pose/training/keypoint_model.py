@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from . import landmarks as lm
-from .keypoint_crop import as_model_input, from_crop
-from .keypoint_data import CONTEXT_ZOOM, targets
+from posegraph.pose import landmarks as lm
+from posegraph.pose.backends.crop import as_model_input, from_crop
+from posegraph.pose.training.keypoint_data import CONTEXT_ZOOM, targets
 
 BACKBONES = ("small", "mobilenetv2", "resnet50")
 FORMAT = "posegraph-keypoints/1"
@@ -262,7 +261,13 @@ def progress_callback(epochs: int, steps: int, enabled: bool):
             if not enabled:
                 return
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=Console(stderr=True))
@@ -373,8 +378,7 @@ def train(train_samples, val_samples, names, out_dir, *, size: int = 128, color:
     (module doc), return the info written to model.json."""
     _tf()
     import keras
-
-    from .custom_pose import KeypointModel
+    from posegraph.pose.backends.custom import KeypointModel
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,13 @@ def write_rows(path: Path, rows: list[str]) -> None:
 def extract(images: list[tuple[str, Path]], detector, console=None) -> tuple[list[str], list[tuple[Path, str]]]:
     """Run `detector.detect` on every image: (CSV rows, [(dropped image, why)])."""
     import cv2
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     rows, dropped = [], []
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -130,7 +136,7 @@ def main(argv: list[str]) -> int:
     classes = sorted({c for c, _ in images})
     out.print(f"{len(images)} images in {len(classes)} classes: {', '.join(classes)}")
     try:
-        from nodes.blazepose import BlazePose
+        from posegraph.pose.backends.blazepose import BlazePose
 
         detector = BlazePose(static_image_mode=True, model_complexity=args.complexity)
     except Exception as exc:  # a missing model or mediapipe: one line, not a traceback
@@ -160,7 +166,7 @@ def main(argv: list[str]) -> int:
               f"dropped {len(dropped)}")
 
     if args.outliers or args.outliers_out:
-        from nodes.knn import KnnClassifier, find_outliers
+        from posegraph.pose.knn import KnnClassifier, find_outliers
 
         if len(rows) < 2:
             out.print("outliers: need at least 2 samples; skipped")

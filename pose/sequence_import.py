@@ -30,14 +30,11 @@ Malformed rows give one-line errors naming file:line (SequenceError, a ValueErro
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-
-from . import landmarks as lmk
-from .sequences import Sequence, SequenceError, save_dataset
+from posegraph.pose import landmarks as lmk
+from posegraph.pose.sequences import Sequence, SequenceError
 
 MHAD_CLASSES = ("JUMPING", "JUMPING_JACKS", "BOXING", "WAVING_2HANDS", "WAVING_1HAND", "CLAPPING_HANDS")
 MEDIAPIPE_VALUES = 1 + 33 * 4  # frame index + 33 x [x, y, z, visibility]
@@ -211,55 +208,3 @@ def import_mhad(path, classes=MHAD_CLASSES, frames_per_sequence: int = 32,
             raise SequenceError(f"{x_path}: its labels file {y_path.name} is missing")
         sequences.extend(read_mhad_pair(x_path, y_path, classes, frames_per_sequence, width, height, fps))
     return sequences
-
-
-# ----- command --------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="runner.py import-sequences",
-        description="Import landmark sequences from another tool's files into a sequence data set (.npz).")
-    parser.add_argument("format", choices=FORMATS, metavar="FORMAT",
-                        help="mediapipe-txt (folder of <ACTION>.txt, MediaPipe Pose, normalised) or "
-                             "mhad (X_*.txt + y_*.txt, OpenPose-18 pixels, 32 frames per sequence)")
-    parser.add_argument("path", metavar="PATH", help="folder (or one file) to import")
-    parser.add_argument("-o", "--output", required=True, metavar="DATA.npz", help="data set to write (replaced)")
-    parser.add_argument("--width", type=int, default=640, help="image width in pixels (default 640)")
-    parser.add_argument("--height", type=int, default=480, help="image height in pixels (default 480)")
-    parser.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
-    parser.add_argument("--classes", default=",".join(MHAD_CLASSES),
-                        help="mhad: class names for ids 1, 2, ... (default: %(default)s)")
-    parser.add_argument("--frames-per-sequence", type=int, default=32, help="mhad: rows per sequence (default 32)")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """0 written, 2 bad input (one line on stderr)."""
-    args = _parser().parse_args(argv)
-    if args.width < 1 or args.height < 1 or not args.fps > 0 or args.frames_per_sequence < 1:
-        print("error: --width, --height, --fps and --frames-per-sequence must be positive", file=sys.stderr)
-        return 2
-    try:
-        if args.format == "mediapipe-txt":
-            sequences = import_mediapipe_txt(args.path, args.width, args.height, args.fps)
-        else:
-            classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-            if not classes:
-                raise SequenceError("--classes: no class names")
-            sequences = import_mhad(args.path, classes, args.frames_per_sequence, args.width, args.height, args.fps)
-        if not sequences:
-            raise SequenceError(f"{args.path}: no frames found; nothing written")
-    except SequenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    save_dataset(args.output, sequences)
-    counts: dict[str, int] = {}
-    for s in sequences:
-        counts[s.label] = counts.get(s.label, 0) + 1
-    frames = sum(len(s) for s in sequences)
-    print(f"wrote {len(sequences)} sequences ({frames} frames, layout {sequences[0].layout}) to {args.output}: "
-          + ", ".join(f"{label}: {n}" for label, n in sorted(counts.items())))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

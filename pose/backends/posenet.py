@@ -31,9 +31,8 @@ import heapq
 import time
 
 import numpy as np
-
-from . import landmarks as lm
-from .paths import resolve_path
+from posegraph.pose import landmarks as lm
+from posegraph.pose.paths import resolve_path
 
 NUM_PARTS = 17
 PART_NAMES = lm.COCO_NAMES

@@ -1,0 +1,14 @@
+"""The pose and action library (installed as `posegraph.pose`): everything PoseGraph knows
+about people, with no engine in it, so a notebook can use it alone.
+
+    landmarks, packets, people   keypoint layouts, the packets nodes exchange, several people in one
+    backends/                    pose estimators: BlazePose (MediaPipe and LiteRT), PoseNet, MoveNet, custom
+    tracking                     stable person ids across frames
+    features                     ML Kit embedding, joint angles, body-normalised keypoints
+    knn, dtw, lstm               the classifiers' models
+    smoothing, reps              EMA and One Euro smoothing, the repetition counter
+    drawing                      what render draws
+    sequences, sequence_import   landmark sequences of clips, and other tools' files
+    training/                    training the LSTM and custom keypoint models
+    paths                        where bundled models and data are
+"""
