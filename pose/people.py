@@ -68,6 +68,23 @@ def merge(people: list[tuple[int, Any]]) -> dict | None:
     return packet
 
 
+class ByPerson:
+    """A kind's `KEYS` (posegraph.node.Node.KEYS) for working per person: the engine splits
+    a multi-person packet by its "ids" into one packet per person (`split`), keeps each
+    person's state, and merges the outputs back (`merge`). A packet without ids is person 0."""
+
+    port = None  # the kind's first input says who is in the frame
+
+    def split(self, value):
+        return split(value)
+
+    def merge(self, parts):
+        return merge(parts)
+
+
+BY_PERSON = ByPerson()
+
+
 class PerPerson:
     """Mixin: write `process_person(inputs, ctx, key)` for one person (inputs hold that
     person's packet on every port, None where a port has nothing for them; `key` is

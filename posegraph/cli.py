@@ -150,7 +150,7 @@ def print_kinds(names: list[str]) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         doc = (kind.__doc__ or sys.modules[kind.__module__].__doc__ or "").strip().splitlines()
-        print(f"{name}" + (" (stateful)" if kind.STATEFUL else "") + (f": {doc[0]}" if doc else ""))
+        print(f"{name}" + (" (stateful)" if kind.is_stateful() else "") + (f": {doc[0]}" if doc else ""))
         for port, text in kind.INPUTS.items():
             optional = " (optional)" if port in kind.OPTIONAL_INPUTS else ""
             print(f"  in   {port}{optional}: {text}")

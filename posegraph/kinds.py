@@ -1,7 +1,6 @@
 """Resolve a graph's `uses:` to a node class: an installed kind's name or `path/to/file.py:Class`."""
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -9,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import registry
+from .hints import did_you_mean
 from .node import Node
 
 
@@ -22,11 +22,6 @@ def builtin_kinds() -> dict[str, str]:
         return registry.kinds()
     except registry.NotInstalled as exc:
         raise KindError(str(exc)) from None
-
-
-def did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _load_file_class(ref: str, base_dir: Path) -> type:

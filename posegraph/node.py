@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .hints import did_you_mean
+
 
 class EndOfStream(Exception):
     """Raised by a source's `process` when it has nothing more to emit."""
@@ -92,22 +94,56 @@ class Param:
         return value
 
 
+class Keys:
+    """How a kind's packets split into keyed parts inside one stream (one part per person, say),
+    so that the engine keeps a state per (stream, key) and calls `process` once per part.
+
+    `split(value)` -> [(key, part)] for one input value ([] when it is empty); a value that
+    is not split is key 0. `merge([(key, output)])` -> the port value carrying every key's
+    output (None when nobody has one). `port` names the input whose parts say who is
+    present in a frame (None: the kind's first input).
+    """
+
+    port: str | None = None
+
+    def split(self, value: Any) -> list[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def merge(self, parts: list[tuple[int, Any]]) -> Any:
+        raise NotImplementedError
+
+
 class Node:
     """Base class of every node kind.
 
     Class attributes a kind sets:
-      INPUTS   {port: description}   ports it reads; empty for a source
-      OUTPUTS  {port: description}   ports it writes
-      PARAMS   {name: Param}         typed parameters with defaults
-      STATEFUL bool                  True when results depend on earlier frames; such a
-                                     node cannot be replicated
-      OPTIONAL_INPUTS set            input ports that may be left unwired
+      INPUTS      {port: description}   ports it reads; empty for a source
+      OUTPUTS     {port: description}   ports it writes
+      PARAMS      {name: Param}         typed parameters with defaults
+      STATEFUL    bool                  True when results depend on earlier frames of a
+                                        stream: its replicas are then sharded by stream
+                                        (a kind with `new_state` is stateful anyway)
+      OPTIONAL_INPUTS set               input ports that may be left unwired
+      KEYS        Keys or None          split packets into keys inside a stream (e.g.
+                                        posegraph.pose.people.BY_PERSON); None: the
+                                        stream is the key
+      KEY_TIMEOUT int                   frames a key may be missing from its stream before
+                                        the engine retires its state (30)
 
     `process(inputs, ctx)` gets {port: value} where a value is a numpy array, a dict of
     arrays and plain values, or None for an empty packet, and returns {port: value}
     (ports left out are sent empty). Arrays it receives are read-only views valid during
     the call; copy what you keep. A source's `process` gets {} and raises EndOfStream at
     the end.
+
+    Keyed state: a kind that keeps state defines `new_state()`. The engine makes one state
+    per key (the stream, or (stream, key) with KEYS), hands the current one to `process`
+    as `ctx.state` (and its key as `ctx.key`), and retires it when its stream ends, when
+    the key has been missing for KEY_TIMEOUT frames, or when the node closes; a retired
+    state with a `close()` method gets it called. With KEYS, `process` sees one key's
+    part on each input (None where a port has nothing for that key), a key missing from
+    a frame is still called with None until it times out (so windows age and counters
+    hold), and the outputs of all keys are merged back into one packet per port.
     """
 
     INPUTS: dict[str, str] = {}
@@ -115,12 +151,18 @@ class Node:
     PARAMS: dict[str, Param] = {}
     STATEFUL: bool = False
     OPTIONAL_INPUTS: frozenset = frozenset()
+    KEYS: Keys | None = None
+    KEY_TIMEOUT: int = 30
 
     def __init__(self, params: dict[str, Any]):
         self.params = params
 
     def open(self, ctx) -> None:
         """Acquire resources (models, devices); raise NodeOpenError on failure."""
+
+    def new_state(self) -> Any:
+        """A fresh state for a new key; None (the default) when the kind keeps none."""
+        return None
 
     def process(self, inputs: dict[str, Any], ctx) -> dict[str, Any] | None:
         raise NotImplementedError
@@ -132,3 +174,43 @@ class Node:
     def is_source(cls) -> bool:
         return not cls.INPUTS
 
+    @classmethod
+    def is_stateful(cls) -> bool:
+        """Whether its output depends on earlier packets of a stream (replicas shard by stream)."""
+        return bool(cls.STATEFUL) or cls.new_state is not Node.new_state
+
+    @classmethod
+    def is_keyed(cls) -> bool:
+        """Whether the engine keeps state or splits packets by key for this kind."""
+        return cls.KEYS is not None or cls.new_state is not Node.new_state
+
+
+def resolve_params(kind: type[Node], given: dict[str, Any]) -> dict[str, Any]:
+    """`given` checked against the kind's PARAMS, with defaults for the rest; raises
+    ParamError naming the param at fault."""
+    values = {}
+    for name, value in given.items():
+        values[name] = check_param(kind, name, value)
+    for name, decl in kind.PARAMS.items():
+        values.setdefault(name, decl.default)
+    return values
+
+
+class ParamError(ValueError):
+    """A param a kind does not take, or a value it cannot take; `name` says which."""
+
+    def __init__(self, message: str, name: str):
+        super().__init__(message)
+        self.name = name
+
+
+def check_param(kind: type[Node], name: Any, value: Any) -> Any:
+    """One param's value as its declared type, or ParamError saying why not."""
+    decls = kind.PARAMS
+    if name not in decls:
+        known = ", ".join(sorted(decls)) or "none"
+        raise ParamError(f"unknown param{did_you_mean(str(name), decls)}; this kind takes: {known}", str(name))
+    try:
+        return decls[name].coerce(value)
+    except ValueError as exc:
+        raise ParamError(str(exc), str(name)) from None

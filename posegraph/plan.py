@@ -36,7 +36,7 @@ def new_run_id() -> str:
 def _route(node) -> str:
     """How packets are spread over a node's replicas: a stateful kind keeps each stream in
     one process (its state follows the stream), a stateless one takes every k-th seq."""
-    return "stream" if node.kind.STATEFUL else "seq"
+    return "stream" if node.kind.is_stateful() else "seq"
 
 
 def _neighbours(spec: GraphSpec, node_id: str) -> set[str]:

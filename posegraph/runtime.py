@@ -29,6 +29,8 @@ import zmq
 
 from . import wire
 from .metrics import Ring, rss_mb
+from .context import Context
+from .keyed import KeyedState
 from .node import EndOfStream
 from .security import configure_socket, start_authenticator
 from .shm import MIN_SHM_BYTES, PoolReader, SlotPool
@@ -42,66 +44,6 @@ POLL_MS = 100
 
 class StopNow(Exception):
     """The runner asked this node to stop without draining."""
-
-
-class Context:
-    """What node code may ask of the engine while it runs."""
-
-    def __init__(self, runtime: "Runtime", config: dict):
-        self._runtime = runtime
-        self.node_id = config["node"]
-        self.replica = config["replica"]
-        self.replicas = config["replicas"]
-        self.stream = config["stream"]
-        # stream id -> name of the source node that starts it, for every stream reaching this node
-        self.stream_names = {int(k): v for k, v in config.get("stream_names", {}).items()}
-        self.seq = 0
-        self.capture_ns = 0
-        self.resume_seq = 0
-        self.counters: dict[str, int] = {}
-        self.wired_inputs = frozenset(config["inputs"])  # for kinds whose inputs are optional
-
-    @property
-    def stream_name(self) -> str:
-        """Name of the current packet's stream: the id of the source node that made it."""
-        return self.stream_names.get(self.stream, str(self.stream))
-
-    @property
-    def multi_stream(self) -> bool:
-        """True when packets of more than one stream reach this node (sinks then write one output each)."""
-        return len(self.stream_names) > 1
-
-    def alloc(self, port: str, shape, dtype=np.uint8, name: str = "") -> np.ndarray:
-        """A writable array for an output, backed by shared memory when consumers share it.
-
-        Returning it from `process` sends a slot reference instead of copying the frame.
-        """
-        return self._runtime.alloc(port, name, tuple(int(d) for d in shape), np.dtype(dtype))
-
-    def progress(self, done: int, total: int | None) -> None:
-        """Report how far a finite source is (frames done / total): the runner shows a bar."""
-        self._runtime.progress = (int(done), int(total) if total else None)
-
-    def graph_fps(self) -> dict[str, float]:
-        """Frames per second of every node in the graph, as the runner last saw them (for overlays)."""
-        return self._runtime.graph_fps()
-
-    def graph_metrics(self) -> dict:
-        """The runner's live table as data, refreshed once a second:
-        {"graph", "machine", "nodes": {id: {fps, frames_in, proc_ms_p50, ...}}, "kinds": {id: kind}}."""
-        return self._runtime.graph_metrics()
-
-    @property
-    def graph_file(self) -> str:
-        """The graph's YAML file (e.g. to draw the graph)."""
-        return self._runtime.config["graph"]
-
-    def count(self, name: str, n: int = 1) -> None:
-        """Add to a named counter shown in the metrics (e.g. frames without a person)."""
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def log(self, message: str) -> None:
-        print(f"[{self.node_id}.{self.replica}] {message}", file=sys.stderr, flush=True)
 
 
 class Received:
@@ -197,7 +139,10 @@ class Runtime:
         # seq-routed replicas see every replicas-th seq of a stream; stream-sharded ones see all of theirs
         self.stride = 1 if config.get("route") == "stream" else self.replicas
         self.node = node_class(dict(config["params"]))
-        self.ctx = Context(self, config)
+        self.keyed = KeyedState(self.node)
+        self.ctx = Context(config["node"], self, replica=config["replica"], replicas=config["replicas"],
+                           stream=config["stream"], stream_names={int(k): v for k, v in config.get("stream_names", {}).items()},
+                           wired_inputs=config["inputs"], graph_file=config["graph"])
         self.stop_requested = False
         self.zctx = zmq.Context.instance()
         self.reader = PoolReader(config["run_id"])
@@ -337,16 +282,6 @@ class Runtime:
             self._pump(0.05)
             slot = pool.acquire()
         return slot
-
-    @property
-    def stream_name(self) -> str:
-        """Name of the current packet's stream: the id of the source node that made it."""
-        return self.stream_names.get(self.stream, str(self.stream))
-
-    @property
-    def multi_stream(self) -> bool:
-        """True when packets of more than one stream reach this node (sinks then write one output each)."""
-        return len(self.stream_names) > 1
 
     def alloc(self, port: str, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
         if port not in self.links_by_port:
@@ -597,8 +532,8 @@ class Runtime:
             self._runner_files[name] = (cached, now)
         return cached
 
-    def graph_fps(self) -> dict[str, float]:
-        return self._runner_file("fps.json")
+    def set_progress(self, done: int, total: int | None) -> None:
+        self.progress = (done, total)
 
     def graph_metrics(self) -> dict:
         return self._runner_file("metrics.live.json")
@@ -609,7 +544,7 @@ class Runtime:
         start = time.perf_counter()
         if not self.t_first:
             self.t_first = time.time()
-        results = self.node.process(inputs, ctx) or {}
+        results = self.keyed.call(inputs, ctx)
         end = time.perf_counter()
         if results.keys() - self.links_by_port.keys():
             unknown = sorted(results.keys() - self.links_by_port.keys())
@@ -663,6 +598,7 @@ class Runtime:
             code = 1
         self._maybe_report_metrics(force=True)
         try:
+            self.keyed.close()
             self.node.close()
         except Exception:
             traceback.print_exc()
@@ -1081,6 +1017,7 @@ class Runtime:
                 self._fire(key)
             self.ready = collections.deque(k for k in self.ready if k in self.keys)
             self.finished_streams.add(stream)
+            self.keyed.end_stream(stream)
             self._emit_eos(stream, self.end_seq.get(stream, 0))
 
     def _teardown(self) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 import networkx as nx
 import yaml
 
-from .kinds import KindError, did_you_mean, resolve_kind
-from .node import Node
+from .hints import did_you_mean
+from .kinds import KindError, resolve_kind
+from .node import Node, ParamError, check_param
 
 GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port", "machines", "security"}
 NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus",
@@ -294,13 +295,9 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
 
 
 def _check_param(kind: type[Node], node_id: str, name: Any, value: Any, file: str, line: int | None) -> Any:
-    decls = kind.PARAMS
-    if name not in decls:
-        known = ", ".join(sorted(decls)) or "none"
-        raise SpecError(f"unknown param{did_you_mean(str(name), decls)}; this kind takes: {known}", file, line, node_id, f"params.{name}")
     try:
-        return decls[name].coerce(value)
-    except ValueError as exc:
+        return check_param(kind, name, value)
+    except ParamError as exc:
         raise SpecError(str(exc), file, line, node_id, f"params.{name}") from None
 
 
@@ -406,7 +403,7 @@ def _check_streams(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
             carried[port] = set(seen)
         ports = list(carried)
         reaching = len(spec.streams_reaching(node_id))
-        if node.kind.STATEFUL and node.replicas > reaching and not node.kind.is_source():
+        if node.kind.is_stateful() and node.replicas > reaching and not node.kind.is_source():
             raise SpecError(f"kind '{node.uses}' is stateful (its output depends on earlier frames of a stream), so its replicas "
                             f"are sharded by stream; {reaching} stream(s) reach it, so at most {reaching} replica(s) can work",
                             file, _line(raw_by_id[node_id], "replicas"), node_id, "replicas")

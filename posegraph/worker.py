@@ -31,8 +31,11 @@ def main(argv: list[str]) -> int:
     _die_with_parent(config["runner_pid"])
     if config.get("cpus"):
         os.sched_setaffinity(0, config["cpus"])  # the graph placed this node on these CPUs
+    from . import logs
     from .kinds import resolve_kind
     from .runtime import Runtime, install_signal_handlers
+
+    logs.setup()
 
     node_class = resolve_kind(config["uses"], Path(config["base_dir"]))
     runtime = Runtime(config, incarnation, node_class)
