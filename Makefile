@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	$(PY) benchmarks/transport.py --json benchmarks/transport.json
+	$(PY) benchmarks/transport.py
 
 clean:
 	rm -rf $(VENV) out

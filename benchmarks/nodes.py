@@ -10,9 +10,11 @@ bundled clip looped to FRAMES frames; both are timed from their first to their l
 so model loading and process start-up are left out of both.
 
 Each node kind alone: its `process` called in this process on the clip's data (frames,
-or the packets the previous stage made), warm, after one untimed pass.
+or the packets the previous stage made), warm, after one untimed pass. The pose kind alone
+is timed again in every round, beside the graph: `graph_vs_pose_alone` says how close the
+graph comes to its slowest stage's own speed (the graph gives pose a CPU of its own).
 
-Usage: python benchmarks/nodes.py [--frames N] [--rounds R] [--json FILE]
+Usage: python benchmarks/nodes.py [--frames N] [--rounds R] [--json FILE | --save]
 """
 from __future__ import annotations
 
@@ -26,50 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from posegraph.testing import NodeHarness  # noqa: E402
 
 CLIP = ROOT / "data" / "google_pose_reference" / "pose_squats.mp4"
 
 
-class LoopContext:
-    """What a node may ask of the engine, for nodes called directly in one process."""
-
-    def __init__(self, node_id: str, inputs=()):
-        self.node_id, self.replica, self.replicas = node_id, 0, 1
-        self.stream, self.seq, self.capture_ns, self.resume_seq = 0, 0, 0, 0
-        self.counters: dict[str, int] = {}
-        self.wired_inputs = frozenset(inputs)
-
-    def alloc(self, port, shape, dtype=np.uint8, name=""):
-        return np.empty(shape, dtype)
-
-    def count(self, name, n=1):
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def progress(self, done, total):
-        pass
-
-    def graph_fps(self):
-        return {}
-
-    def log(self, message):
-        print(f"[{self.node_id}] {message}", file=sys.stderr)
-
-
-def make(kind_name: str, params: dict, out_dir: Path):
-    """Open a node of a built-in kind with its defaults plus `params`, in this process."""
-    from posegraph.kinds import resolve_kind
-
-    kind = resolve_kind(kind_name, ROOT)
-    values = {name: decl.default for name, decl in kind.PARAMS.items()} | params
-    node = kind(values)
-    ctx = LoopContext(kind_name, kind.INPUTS)
-    node.open(ctx)
-    return node, ctx
+def make(kind_name: str, params: dict, out_dir: Path) -> NodeHarness:
+    """Open a node of a built-in kind with its defaults plus `params`, in this process
+    (posegraph.testing: the engine's own Context and keyed state)."""
+    return NodeHarness(kind_name, params).open()
 
 
 class Pipeline:
@@ -90,9 +60,7 @@ class Pipeline:
         self.frames = frames
 
     def call(self, name, inputs, seq):
-        node, ctx = self.stages[name]
-        ctx.seq = seq
-        return node.process(inputs, ctx) or {}
+        return self.stages[name].process(inputs, seq=seq)
 
     def step(self, seq: int) -> None:
         frame = self.call("capture", {}, seq)["frame"]
@@ -114,8 +82,8 @@ class Pipeline:
         return (self.frames - 1) / (time.perf_counter() - start) if self.frames > 1 else 0.0
 
     def close(self) -> None:
-        for node, _ in self.stages.values():
-            node.close()
+        for stage in self.stages.values():
+            stage.close()
 
 
 def graph_fps(out_dir: Path, frames: int) -> tuple[float, dict]:
@@ -134,8 +102,8 @@ def graph_fps(out_dir: Path, frames: int) -> tuple[float, dict]:
     return nodes["records"]["fps"], nodes
 
 
-def node_kinds_alone(out_dir: Path) -> dict[str, float]:
-    """Each kind's process() alone on the clip (65 frames, twice: the first pass warms up)."""
+def clip_frames() -> list[dict]:
+    """The bundled clip's frames as capture packets, decoded once."""
     import cv2
 
     capture = cv2.VideoCapture(str(CLIP))
@@ -145,7 +113,22 @@ def node_kinds_alone(out_dir: Path) -> dict[str, float]:
         if not ok:
             break
         images.append(image)
-    frames = [{"image": image, "pts_ms": i * 200.0, "index": i} for i, image in enumerate(images)]
+    return [{"image": image, "pts_ms": i * 200.0, "index": i} for i, image in enumerate(images)]
+
+
+def pose_alone_fps(frames: list[dict]) -> float:
+    """The pose kind's own speed: its process() on the clip in this process, warm (the
+    first pass untimed), as the graph runs it (default params)."""
+    with NodeHarness("pose", {}) as pose:
+        for timed in (False, True):
+            start = time.perf_counter()
+            for seq, frame in enumerate(frames):
+                pose.process({"frame": frame}, seq=seq)
+        return len(frames) / (time.perf_counter() - start)
+
+
+def node_kinds_alone(out_dir: Path, frames: list[dict]) -> dict[str, float]:
+    """Each kind's process() alone on the clip (65 frames, twice: the first pass warms up)."""
     pipeline = Pipeline(out_dir, 0)
     packets = {name: [] for name in ("landmarks", "features", "votes", "scores", "reps", "drawn")}
     for seq, frame in enumerate(frames):  # the packets each stage gets, made once
@@ -186,38 +169,52 @@ def node_kinds_alone(out_dir: Path) -> dict[str, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=260, help="frames per run (the 65-frame clip, looped)")
-    parser.add_argument("--rounds", type=int, default=3, help="graph and loop runs, alternating; medians reported")
-    parser.add_argument("--json", default=str(Path(__file__).with_name("nodes.json")))
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of pose alone, graph and loop; medians reported")
+    parser.add_argument("--json", default=str(ROOT / "out" / "nodes.json"), help="where to write the results (default out/)")
+    parser.add_argument("--save", action="store_true", help="write benchmarks/nodes.json, the results README quotes")
     args = parser.parse_args(argv)
+    target = Path(__file__).with_name("nodes.json") if args.save else Path(args.json)
     out_dir = Path(tempfile.mkdtemp(prefix="pg-bench-nodes-"))
+    frames = clip_frames()
     print(f"each node kind alone on {CLIP.name} (65 frames, 720x1280, warm):", file=sys.stderr)
-    alone = node_kinds_alone(out_dir)
+    alone = node_kinds_alone(out_dir, frames)
     for name, fps in alone.items():
         print(f"  {name:8s} {fps:9.1f} frames/s", file=sys.stderr)
-    graph_runs, loop_runs, graph_nodes = [], [], {}
-    for round_ in range(args.rounds):
-        fps, graph_nodes = graph_fps(out_dir, args.frames)
-        graph_runs.append(fps)
-        pipeline = Pipeline(out_dir, args.frames)
-        loop_runs.append(pipeline.run())
-        pipeline.close()
-        print(f"round {round_ + 1}: graph {graph_runs[-1]:.1f} frames/s, single-process loop {loop_runs[-1]:.1f} frames/s", file=sys.stderr)
-    graph, loop = statistics.median(graph_runs), statistics.median(loop_runs)
-    # each round runs both back to back, so a burst of load on this shared machine hits
-    # both alike: the ratio is taken per round, then the median of those
-    ratio = statistics.median(g / l for g, l in zip(graph_runs, loop_runs))
+    rounds = [run_round(r, out_dir, frames, args.frames) for r in range(args.rounds)]
+    graph_nodes = rounds[-1]["nodes"]
+    # each round runs all three back to back, so a burst of load on this shared machine
+    # hits them alike: ratios are taken per round, then the median of those
+    ratio = statistics.median(r["graph"] / r["loop"] for r in rounds)
+    vs_pose = statistics.median(r["graph"] / r["pose"] for r in rounds)
     result = {
         "command": "python benchmarks/nodes.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "frames": args.frames, "rounds": args.rounds,
-        "graph_fps": round(graph, 2), "loop_fps": round(loop, 2), "graph_vs_loop": round(ratio, 3),
-        "graph_runs_fps": [round(x, 2) for x in graph_runs], "loop_runs_fps": [round(x, 2) for x in loop_runs],
+        "graph_fps": round(statistics.median(r["graph"] for r in rounds), 2),
+        "loop_fps": round(statistics.median(r["loop"] for r in rounds), 2),
+        "pose_alone_fps": round(statistics.median(r["pose"] for r in rounds), 2),
+        "graph_vs_loop": round(ratio, 3), "graph_vs_pose_alone": round(vs_pose, 3),
+        "graph_runs_fps": [round(r["graph"], 2) for r in rounds], "loop_runs_fps": [round(r["loop"], 2) for r in rounds],
+        "pose_alone_runs_fps": [round(r["pose"], 2) for r in rounds],
         "node_kinds_alone_fps": alone,
         "graph_nodes": {n: {k: m[k] for k in ("fps", "proc_ms_p50", "proc_ms_p95", "latency_ms_p50", "rss_mb")} for n, m in graph_nodes.items()},
     }
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"demo graph {graph:.1f} frames/s vs single-process loop {loop:.1f} frames/s (medians); "
-          f"graph/loop {ratio:.2f}x (median of {args.rounds} paired rounds, {args.frames} frames each); saved {args.json}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"demo graph {result['graph_fps']:.1f} frames/s, single-process loop {result['loop_fps']:.1f}, pose alone "
+          f"{result['pose_alone_fps']:.1f} (medians); graph/loop {ratio:.2f}x, graph/pose alone {vs_pose:.2f}x "
+          f"(medians of {args.rounds} rounds, {args.frames} frames each); wrote {target}")
     return 0
+
+
+def run_round(index: int, out_dir: Path, frames: list[dict], count: int) -> dict:
+    """Pose alone, the demo graph and the single-process loop, one after the other."""
+    pose = pose_alone_fps(frames)
+    graph, nodes = graph_fps(out_dir, count)
+    pipeline = Pipeline(out_dir, count)
+    loop = pipeline.run()
+    pipeline.close()
+    print(f"round {index + 1}: pose alone {pose:.1f} frames/s, graph {graph:.1f}, single-process loop {loop:.1f}", file=sys.stderr)
+    return {"pose": pose, "graph": graph, "loop": loop, "nodes": nodes}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ All four are measured the same way:
                  reaped): a full run's (median) minus a short run's of CPU_BASE_FRAMES
                  frames, over the frame difference, so start-up and teardown cancel out.
 
-Usage: python benchmarks/transport.py [--frames N] [--json FILE]
+Usage: python benchmarks/transport.py [--frames N] [--json FILE | --save]
 """
 from __future__ import annotations
 
@@ -474,7 +474,8 @@ def print_table(results: dict, rates: dict, frames: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=600, help="frames per full-speed run (default 600)")
-    parser.add_argument("--json", default="benchmarks/transport.json", help="where to write the results")
+    parser.add_argument("--json", default="out/transport.json", help="where to write the results (default out/)")
+    parser.add_argument("--save", action="store_true", help="write benchmarks/transport.json, the results README quotes")
     args = parser.parse_args(argv)
     if args.frames <= 2 * CPU_BASE_FRAMES:
         parser.error(f"--frames must be more than {2 * CPU_BASE_FRAMES}")
@@ -483,8 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, rates, args.frames)
     doc = {"transports": results, "ratios": rates, "frames": args.frames,
            "command": shlex.join(["python", *sys.argv])}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    target = Path(__file__).with_name("transport.json") if args.save else Path(args.json)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -38,4 +38,10 @@ def setup(stream=None, level: int = logging.INFO) -> logging.Handler:
     return handler
 
 
+def remove(handler: logging.Handler) -> None:
+    """Undo `setup` (a runner embedded in a longer-lived program)."""
+    logging.getLogger("posegraph").removeHandler(handler)
+    handler.flush()
+
+
 runner = logging.getLogger("posegraph.runner")

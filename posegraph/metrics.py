@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -25,6 +26,44 @@ class Ring:
             return None, None
         p50, p95 = np.percentile(self.values[:n], (50, 95))
         return round(float(p50), 3), round(float(p95), 3)
+
+
+class Meter:
+    """What one node instance counts and times; `report()` is its metrics message."""
+
+    def __init__(self):
+        self.frames_in = self.frames_out = self.drops = self.bad = self.lost = 0
+        self.stream_out: dict[int, int] = {}  # frames processed per stream
+        self.proc = Ring()  # ms in the node's process()
+        self.lat = Ring()   # ms since capture
+        self.t_first = self.t_last = 0.0
+        self._last_rate = (0, time.monotonic())
+
+    def starting(self) -> None:
+        """A call of process() begins (the first one starts the fps clock)."""
+        if not self.t_first:
+            self.t_first = time.time()
+
+    def processed(self, stream: int, seconds: float) -> None:
+        """A call of process() for `stream` took `seconds`."""
+        self.t_last = time.time()
+        self.proc.add(seconds * 1000.0)
+        self.frames_out += 1
+        self.stream_out[stream] = self.stream_out.get(stream, 0) + 1
+
+    def latency(self, capture_ns: int) -> None:
+        self.lat.add((time.time_ns() - capture_ns) / 1e6)
+
+    def report(self) -> dict:
+        now = time.monotonic()
+        last_count, last_time = self._last_rate
+        fps_now = (self.frames_out - last_count) / (now - last_time) if now > last_time else 0.0
+        self._last_rate = (self.frames_out, now)
+        return {"frames_in": self.frames_in, "frames_out": self.frames_out, "fps_now": round(fps_now, 2),
+                "drops": self.drops, "bad": self.bad, "lost": self.lost,
+                "proc": self.proc.percentiles(), "lat": self.lat.percentiles(), "rss_mb": rss_mb(),
+                "t_first": self.t_first, "t_last": self.t_last,
+                "streams": {str(s): n for s, n in self.stream_out.items()}}
 
 
 def rss_mb(pid: int | str = "self") -> float:

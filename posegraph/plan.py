@@ -7,26 +7,16 @@ index, which keeps joins inside a replica and lets the merge downstream reorder 
 """
 from __future__ import annotations
 
+import os
 import secrets
-from dataclasses import dataclass
 
 import networkx as nx
 
-from .runtime import LATEST_SLACK
+from .config import InLinkConfig, Instance, InstanceConfig, OutLinkConfig
+from .runtime.links import LATEST_SLACK
 from .spec import GraphSpec
 
 MAX_POOL_BYTES = 512 * 1024 * 1024
-
-
-@dataclass
-class Instance:
-    node: str
-    replica: int
-    config: dict
-
-    @property
-    def name(self) -> str:
-        return f"{self.node}.{self.replica}"
 
 
 def new_run_id() -> str:
@@ -75,67 +65,96 @@ def _pool_slots(spec: GraphSpec, node_id: str) -> int:
     return max(4, min(64, max(per_consumer or [0]) * depth + 2))
 
 
+def _links(spec: GraphSpec) -> dict[tuple, int]:
+    """(producer, producer port, consumer, consumer port, consumer replica) -> link number."""
+    links = []
+    for node in spec.nodes.values():
+        for port, inp in node.inputs.items():
+            for producer, producer_port in inp.sources:
+                for r in range(node.replicas):
+                    links.append((producer, producer_port, node.id, port, r))
+    return {link: i for i, link in enumerate(links)}
+
+
+def _same_memory(a, b) -> bool:
+    """Shared-memory slots only between processes of one machine, both on ipc."""
+    return a.machine == b.machine and a.transport == "ipc" and b.transport == "ipc"
+
+
+def _outputs(spec: GraphSpec, node, link_ids, addresses, server_key) -> dict[str, list[OutLinkConfig]]:
+    outputs: dict[str, list[OutLinkConfig]] = {p: [] for p in node.kind.OUTPUTS}
+    for (prod, pport, cons, cport, cr), lid in link_ids.items():
+        if prod != node.id:
+            continue
+        consumer = spec.nodes[cons]
+        inp = consumer.inputs[cport]
+        outputs[pport].append(OutLinkConfig(
+            link=lid, port=pport, consumer=f"{cons}.{cr}", consumer_port=cport, replica=cr, replicas=consumer.replicas,
+            inbox=addresses[cons, cr]["inbox"], route=_route(consumer), policy=inp.policy, size=inp.size,
+            shm=_same_memory(node, consumer), machine=consumer.machine, server_key=server_key(cons)))
+    return outputs
+
+
+def _inputs(spec: GraphSpec, node, replica: int, link_ids, addresses, server_key) -> dict[str, list[InLinkConfig]]:
+    inputs: dict[str, list[InLinkConfig]] = {}
+    for port, inp in node.inputs.items():
+        inputs[port] = []
+        for producer_id, producer_port in inp.sources:
+            producer = spec.nodes[producer_id]
+            inputs[port].append(InLinkConfig(
+                link=link_ids[producer_id, producer_port, node.id, port, replica], port=port, producer=producer_id,
+                producer_port=producer_port, producers=[addresses[producer_id, pr]["back"] for pr in range(producer.replicas)],
+                policy=inp.policy, size=inp.size, shm=_same_memory(producer, node), producer_route=_route(producer),
+                machine=producer.machine, server_key=server_key(producer_id)))
+    return inputs
+
+
+def cpu_placement(spec: GraphSpec, cpu_count: int | None = None) -> dict[str, list[int] | None]:
+    """The CPUs each node's processes may run on. A node given `cpus:` gets them to itself:
+    nodes without `cpus:` run on the CPUs nobody claimed (unless the claim says
+    `cpus_shared: true`, or every CPU is claimed). A node without `cpus:` in a graph
+    where nobody claims CPUs is left to the operating system (None)."""
+    count = cpu_count or os.cpu_count() or 1
+    claimed: dict[str | None, set[int]] = {}  # machine -> CPUs claimed there
+    for node in spec.nodes.values():
+        if node.cpus and not node.cpus_shared:
+            claimed.setdefault(node.machine, set()).update(node.cpus)
+    placement = {}
+    for node in spec.nodes.values():
+        taken = claimed.get(node.machine, set())
+        rest = [c for c in range(count) if c not in taken]
+        placement[node.id] = node.cpus or (rest if taken and rest else None)
+    return placement
+
+
 def build_plan(spec: GraphSpec, run_id: str, run_dir: str, control: str, max_frames: int = 0,
                inventory: dict[str, str] | None = None, keys=None) -> list[Instance]:
     """Every instance of the graph; with an `inventory` (a multi-machine run) the nodes
     with a neighbour on another machine bind tcp on their machine's address, the rest
     stay on ipc. The caller starts only its own machine's instances."""
     addresses = _addresses(spec, run_dir, inventory)
-    links = []  # (producer, producer_port, consumer, consumer_port, consumer_replica)
-    for node in spec.nodes.values():
-        for port, inp in node.inputs.items():
-            for producer, producer_port in inp.sources:
-                for r in range(node.replicas):
-                    links.append((producer, producer_port, node.id, port, r))
-    link_ids = {link: i for i, link in enumerate(links)}
-
-    def same_memory(a, b) -> bool:  # shared-memory slots only between processes of one machine
-        return a.machine == b.machine and a.transport == "ipc" and b.transport == "ipc"
+    link_ids = _links(spec)
+    cpus = cpu_placement(spec)
 
     def server_key(node_id) -> str | None:
         return keys.server_public(spec.nodes[node_id].machine) if keys else None
 
     instances = []
     for node in spec.nodes.values():
-        outputs: dict[str, list] = {p: [] for p in node.kind.OUTPUTS}
-        for (prod, pport, cons, cport, cr), lid in link_ids.items():
-            if prod != node.id:
-                continue
-            consumer = spec.nodes[cons]
-            inp = consumer.inputs[cport]
-            outputs[pport].append({
-                "link": lid, "consumer": f"{cons}.{cr}", "consumer_port": cport, "replica": cr,
-                "replicas": consumer.replicas, "inbox": addresses[cons, cr]["inbox"], "route": _route(consumer),
-                "policy": inp.policy, "size": inp.size, "shm": same_memory(node, consumer),
-                "machine": consumer.machine, "server_key": server_key(cons),
-            })
+        outputs = _outputs(spec, node, link_ids, addresses, server_key)
+        reaching = spec.streams_reaching(node.id)
         for r in range(node.replicas):
-            inputs = {}
-            for port, inp in node.inputs.items():
-                inputs[port] = []
-                for producer_id, producer_port in inp.sources:
-                    producer = spec.nodes[producer_id]
-                    inputs[port].append({
-                        "link": link_ids[producer_id, producer_port, node.id, port, r],
-                        "producer": producer_id, "producer_port": producer_port,
-                        "producers": [addresses[producer_id, pr]["back"] for pr in range(producer.replicas)],
-                        "policy": inp.policy, "size": inp.size, "shm": same_memory(producer, node),
-                        "producer_route": _route(producer),
-                        "machine": producer.machine, "server_key": server_key(producer_id),
-                    })
-            config = {
-                "run_id": run_id, "run_dir": run_dir, "control": control, "graph": spec.path,
-                "node": node.id, "uses": node.uses, "params": node.params, "replica": r, "replicas": node.replicas,
-                "route": _route(node),
-                "is_source": node.is_source, "stream": spec.streams.get(node.id, 0),
-                "streams": spec.streams_reaching(node.id),
-                "stream_names": {str(sid): name for name, sid in spec.streams.items() if sid in spec.streams_reaching(node.id)}, "max_frames": max_frames if node.is_source else 0,
-                "inbox": addresses[node.id, r]["inbox"] if node.inputs else None,
-                "back": addresses[node.id, r]["back"] if any(outputs.values()) else None,
-                "inputs": inputs, "outputs": outputs, "pool_slots": _pool_slots(spec, node.id),
-                "max_pool_bytes": MAX_POOL_BYTES, "state_file": f"{run_dir}/{node.id}.{r}.state",
-                "cpus": node.cpus, "machine": node.machine,
-                "security": keys.worker_config(node.machine) if keys else None,
-            }
+            config = InstanceConfig(
+                run_id=run_id, run_dir=run_dir, control=control, graph=spec.path, node=node.id, uses=node.uses,
+                params=node.params, replica=r, replicas=node.replicas, route=_route(node), is_source=node.is_source,
+                stream=spec.streams.get(node.id, 0), streams=reaching,
+                stream_names={sid: name for name, sid in spec.streams.items() if sid in reaching},
+                max_frames=max_frames if node.is_source else 0,
+                inbox=addresses[node.id, r]["inbox"] if node.inputs else None,
+                back=addresses[node.id, r]["back"] if any(outputs.values()) else None,
+                inputs=_inputs(spec, node, r, link_ids, addresses, server_key), outputs=outputs,
+                pool_slots=_pool_slots(spec, node.id), max_pool_bytes=MAX_POOL_BYTES,
+                state_file=f"{run_dir}/{node.id}.{r}.state", cpus=cpus[node.id], machine=node.machine,
+                security=keys.worker_config(node.machine) if keys else None)
             instances.append(Instance(node.id, r, config))
     return instances

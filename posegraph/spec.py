@@ -20,7 +20,7 @@ from .node import Node, ParamError, check_param
 
 GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port", "machines", "security"}
 NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus",
-               "machine"}
+               "cpus_shared", "machine"}
 QUEUE_FIELDS = {"size", "policy"}
 POLICIES = ("block", "latest")
 RESTARTS = ("on-failure", "never")
@@ -95,6 +95,7 @@ class NodeSpec:
     transport: str = "ipc"
     port: int | None = None
     cpus: list[int] | None = None
+    cpus_shared: bool = False  # False: the node's `cpus` are its own; other nodes run elsewhere
     machine: str | None = None
     line: int | None = None
 
@@ -239,16 +240,7 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
     for key in raw:
         if key not in NODE_FIELDS:
             raise SpecError(f"unknown field{did_you_mean(str(key), NODE_FIELDS)}", file, _line(raw, key), node_id, str(key))
-    uses = raw.get("uses")
-    if uses is None and getattr(raw, "raw", {}).get("uses") == "null":
-        uses = "null"  # YAML reads `uses: null` as None; the only kind it can mean is `null`
-    if uses is None:
-        raise SpecError("missing 'uses' (a kind name or path/to/file.py:ClassName)", file, _line(raw), node_id, "uses")
-    try:
-        kind = resolve_kind(uses, base_dir)
-    except KindError as exc:
-        raise SpecError(str(exc), file, _line(raw, "uses"), node_id, "uses") from None
-
+    uses, kind = _node_kind(raw, node_id, file, base_dir)
     params_raw = raw.get("params") or {}
     if not isinstance(params_raw, dict):
         raise SpecError("params must be a mapping of name: value", file, _line(raw, "params"), node_id, "params")
@@ -257,7 +249,6 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
         params[name] = _check_param(kind, node_id, name, value, file, _line(params_raw, name) or _line(raw, "params"))
     for name, decl in kind.PARAMS.items():
         params.setdefault(name, decl.default)
-
     replicas = raw.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 64:
         raise SpecError(f"replicas must be an integer in 1..64, got {replicas!r}", file, _line(raw, "replicas"), node_id, "replicas")
@@ -275,6 +266,25 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
     port = raw.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65000):
         raise SpecError(f"port must be an integer in 1024..65000, got {port!r}", file, _line(raw, "port"), node_id, "port")
+    cpus, cpus_shared = _node_cpus(raw, node_id, file)
+    return NodeSpec(id=node_id, uses=uses, kind=kind, params=params, inputs={}, replicas=replicas, restart=restart,
+                    max_restarts=max_restarts, transport=transport, port=port, cpus=cpus, cpus_shared=cpus_shared,
+                    machine=_node_machine(raw, node_id, file, machines), line=_line(raw))
+
+
+def _node_kind(raw: dict, node_id: str, file: str, base_dir: Path) -> tuple[str, type]:
+    uses = raw.get("uses")
+    if uses is None and getattr(raw, "raw", {}).get("uses") == "null":
+        uses = "null"  # YAML reads `uses: null` as None; the only kind it can mean is `null`
+    if uses is None:
+        raise SpecError("missing 'uses' (a kind name or path/to/file.py:ClassName)", file, _line(raw), node_id, "uses")
+    try:
+        return uses, resolve_kind(uses, base_dir)
+    except KindError as exc:
+        raise SpecError(str(exc), file, _line(raw, "uses"), node_id, "uses") from None
+
+
+def _node_cpus(raw: dict, node_id: str, file: str) -> tuple[list[int] | None, bool]:
     cpus = raw.get("cpus")
     if cpus is not None:
         count = os.cpu_count() or 1
@@ -282,6 +292,15 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
             raise SpecError(f"cpus must be a non-empty list of CPU numbers in 0..{count - 1}, or -1 for the last one "
                             f"(this machine has {count}), got {cpus!r}", file, _line(raw, "cpus"), node_id, "cpus")
         cpus = sorted({c % count for c in cpus})  # -1: the last CPU, whatever the machine
+    cpus_shared = raw.get("cpus_shared", False)
+    if not isinstance(cpus_shared, bool):
+        raise SpecError(f"cpus_shared must be true or false, got {cpus_shared!r}", file, _line(raw, "cpus_shared"), node_id, "cpus_shared")
+    if cpus_shared and cpus is None:
+        raise SpecError("cpus_shared needs `cpus:` (the CPUs it would share)", file, _line(raw, "cpus_shared"), node_id, "cpus_shared")
+    return cpus, cpus_shared
+
+
+def _node_machine(raw: dict, node_id: str, file: str, machines: list[str]) -> str | None:
     machine = raw.get("machine")
     if machine is not None and not machines:
         raise SpecError("machine is set but the graph declares no `machines: [...]` list", file, _line(raw, "machine"), node_id, "machine")
@@ -290,8 +309,7 @@ def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, graph_transp
                         file, _line(raw, "machine"), node_id, "machine")
     if machines and machine is None:
         machine = machines[0]  # unplaced nodes run on the first machine listed
-    return NodeSpec(id=node_id, uses=uses, kind=kind, params=params, inputs={}, replicas=replicas, restart=restart,
-                    max_restarts=max_restarts, transport=transport, port=port, cpus=cpus, machine=machine, line=_line(raw))
+    return machine
 
 
 def _check_param(kind: type[Node], node_id: str, name: Any, value: Any, file: str, line: int | None) -> Any:
@@ -329,46 +347,9 @@ def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
         if not isinstance(queue_raw, dict):
             raise SpecError("queue must be a mapping of port: {size, policy}", file, _line(raw, "queue"), node_id, "queue")
         for port, refs in inputs_raw.items():
-            line = _line(inputs_raw, port)
-            if port not in kind.INPUTS:
-                known = ", ".join(kind.INPUTS) or "none"
-                raise SpecError(f"kind '{node.uses}' has no input port '{port}'{did_you_mean(str(port), kind.INPUTS)}; inputs: {known}", file, line, node_id, f"inputs.{port}")
-            if isinstance(refs, list) and not refs:
-                raise SpecError("an empty list; give producer_id/output_port or a list of them (one per stream)", file, line, node_id, f"inputs.{port}")
-            sources = []
-            for ref in refs if isinstance(refs, list) else [refs]:
-                if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
-                    raise SpecError(f"{ref!r} must be producer_id/output_port (or a list of them)", file, line, node_id, f"inputs.{port}")
-                producer, producer_port = ref.split("/")
-                if producer not in spec.nodes:
-                    raise SpecError(f"wired to '{ref}' but there is no node '{producer}'{did_you_mean(producer, spec.nodes)}", file, line, node_id, f"inputs.{port}")
-                pkind = spec.nodes[producer].kind
-                if producer_port not in pkind.OUTPUTS:
-                    known = ", ".join(pkind.OUTPUTS) or "none"
-                    raise SpecError(f"node '{producer}' ({spec.nodes[producer].uses}) has no output port '{producer_port}'{did_you_mean(producer_port, pkind.OUTPUTS)}; outputs: {known}", file, line, node_id, f"inputs.{port}")
-                if producer == node_id:
-                    raise SpecError("a node cannot take its own output as input (cycle)", file, line, node_id, f"inputs.{port}")
-                if any(p == producer for p, _ in sources):
-                    raise SpecError(f"'{producer}' is listed twice", file, line, node_id, f"inputs.{port}")
-                sources.append((producer, producer_port))
-                graph.add_edge(producer, node_id, key=port, producer_port=producer_port)
-            node.inputs[port] = InputSpec(port, sources)
+            node.inputs[port] = InputSpec(port, _sources(spec, node, port, refs, file, _line(inputs_raw, port)))
         for port, q in queue_raw.items():
-            line = _line(queue_raw, port)
-            if port not in node.inputs:
-                raise SpecError(f"queue for '{port}', which is not a wired input{did_you_mean(str(port), node.inputs)}", file, line, node_id, f"queue.{port}")
-            if not isinstance(q, dict):
-                raise SpecError("must be a mapping {size: N, policy: block|latest}", file, line, node_id, f"queue.{port}")
-            for key in q:
-                if key not in QUEUE_FIELDS:
-                    raise SpecError(f"unknown queue field{did_you_mean(str(key), QUEUE_FIELDS)}", file, _line(q, key), node_id, f"queue.{port}.{key}")
-            policy = q.get("policy", "block")
-            if policy not in POLICIES:
-                raise SpecError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}", file, _line(q, "policy"), node_id, f"queue.{port}.policy")
-            size = q.get("size", DEFAULT_QUEUE[policy])
-            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1024:
-                raise SpecError(f"size must be an integer in 1..1024, got {size!r}", file, _line(q, "size"), node_id, f"queue.{port}.size")
-            node.inputs[port].policy, node.inputs[port].size = policy, size
+            _queue(node, port, q, file, _line(queue_raw, port))
         missing = [p for p in kind.INPUTS if p not in node.inputs and p not in kind.OPTIONAL_INPUTS]
         if missing:
             raise SpecError(f"input port '{missing[0]}' is wired to nothing (add inputs: {{{missing[0]}: producer/port}})", file, _line(raw, "inputs") or _line(raw), node_id, f"inputs.{missing[0]}")
@@ -381,8 +362,54 @@ def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
         return
     path = " -> ".join([e[0] for e in cycle] + [cycle[-1][1]])
     first = cycle[-1][1]
-    raw = raw_by_id[first]
-    raise SpecError(f"the graph has a cycle: {path}", file, _line(raw, "inputs"), first, "inputs")
+    raise SpecError(f"the graph has a cycle: {path}", file, _line(raw_by_id[first], "inputs"), first, "inputs")
+
+
+def _sources(spec: GraphSpec, node: NodeSpec, port, refs, file: str, line: int | None) -> list[tuple[str, str]]:
+    """The (producer, producer port) pairs an input port is wired to, each checked; edges added."""
+    node_id, kind = node.id, node.kind
+    if port not in kind.INPUTS:
+        known = ", ".join(kind.INPUTS) or "none"
+        raise SpecError(f"kind '{node.uses}' has no input port '{port}'{did_you_mean(str(port), kind.INPUTS)}; inputs: {known}", file, line, node_id, f"inputs.{port}")
+    if isinstance(refs, list) and not refs:
+        raise SpecError("an empty list; give producer_id/output_port or a list of them (one per stream)", file, line, node_id, f"inputs.{port}")
+    sources = []
+    for ref in refs if isinstance(refs, list) else [refs]:
+        if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+            raise SpecError(f"{ref!r} must be producer_id/output_port (or a list of them)", file, line, node_id, f"inputs.{port}")
+        producer, producer_port = ref.split("/")
+        if producer not in spec.nodes:
+            raise SpecError(f"wired to '{ref}' but there is no node '{producer}'{did_you_mean(producer, spec.nodes)}", file, line, node_id, f"inputs.{port}")
+        pkind = spec.nodes[producer].kind
+        if producer_port not in pkind.OUTPUTS:
+            known = ", ".join(pkind.OUTPUTS) or "none"
+            raise SpecError(f"node '{producer}' ({spec.nodes[producer].uses}) has no output port '{producer_port}'{did_you_mean(producer_port, pkind.OUTPUTS)}; outputs: {known}", file, line, node_id, f"inputs.{port}")
+        if producer == node_id:
+            raise SpecError("a node cannot take its own output as input (cycle)", file, line, node_id, f"inputs.{port}")
+        if any(p == producer for p, _ in sources):
+            raise SpecError(f"'{producer}' is listed twice", file, line, node_id, f"inputs.{port}")
+        sources.append((producer, producer_port))
+        spec.graph.add_edge(producer, node_id, key=port, producer_port=producer_port)
+    return sources
+
+
+def _queue(node: NodeSpec, port, q, file: str, line: int | None) -> None:
+    """An input's `queue: {size, policy}`, checked and set."""
+    node_id = node.id
+    if port not in node.inputs:
+        raise SpecError(f"queue for '{port}', which is not a wired input{did_you_mean(str(port), node.inputs)}", file, line, node_id, f"queue.{port}")
+    if not isinstance(q, dict):
+        raise SpecError("must be a mapping {size: N, policy: block|latest}", file, line, node_id, f"queue.{port}")
+    for key in q:
+        if key not in QUEUE_FIELDS:
+            raise SpecError(f"unknown queue field{did_you_mean(str(key), QUEUE_FIELDS)}", file, _line(q, key), node_id, f"queue.{port}.{key}")
+    policy = q.get("policy", "block")
+    if policy not in POLICIES:
+        raise SpecError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}", file, _line(q, "policy"), node_id, f"queue.{port}.policy")
+    size = q.get("size", DEFAULT_QUEUE[policy])
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1024:
+        raise SpecError(f"size must be an integer in 1..1024, got {size!r}", file, _line(q, "size"), node_id, f"queue.{port}.size")
+    node.inputs[port].policy, node.inputs[port].size = policy, size
 
 
 def _check_streams(spec: GraphSpec, raw_by_id: dict, file: str) -> None:

@@ -9,7 +9,7 @@ raises WireError and is counted and dropped by the caller, never crashes a node.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -92,7 +92,28 @@ def _check_int(value, name, low, high):
 _LIMITS = (("e", 1 << 30), ("f", 1 << 16), ("i", 1 << 30), ("s", 1 << 16), ("q", 1 << 62))
 
 
-def decode_header(raw: bytes | memoryview) -> dict:
+class Header:
+    """A checked data-socket header. Every kind has link, producer, incarnation; data,
+    EOS and SYNC also stream and seq (EOS: the end seq; SYNC: the first seq not released);
+    data also t (capture ns), flags, bare, meta and arrays ([name, dtype, shape, ref])."""
+
+    __slots__ = ("kind", "link", "producer", "incarnation", "stream", "seq", "t", "flags", "bare", "meta", "arrays")
+
+    def __init__(self, raw: dict):
+        self.kind = raw["k"]
+        self.link = raw["e"]
+        self.producer = raw["f"]
+        self.incarnation = raw["i"]
+        self.stream = raw.get("s", 0)
+        self.seq = raw.get("q", 0)
+        self.t = raw.get("t", 0)
+        self.flags = raw.get("x", 0)
+        self.bare = raw.get("b", False)
+        self.meta = raw.get("m")
+        self.arrays = raw.get("a", [])
+
+
+def decode_header(raw: bytes | memoryview) -> Header:
     """Parse and check a data-socket header; raise WireError when it is not one of ours."""
     if len(raw) > MAX_HEADER_BYTES:
         raise WireError("header too large")
@@ -106,13 +127,17 @@ def decode_header(raw: bytes | memoryview) -> dict:
     if kind == KIND_ANNOUNCE:
         for name, high in _LIMITS[:3]:
             _check_int(header.get(name), name, 0, high)
-        return header
+        return Header(header)
     if kind != KIND_DATA and kind != KIND_EOS and kind != KIND_SYNC:
         raise WireError(f"unknown message kind {kind!r}")
     for name, high in _LIMITS:
         _check_int(header.get(name), name, 0, high)
-    if kind != KIND_DATA:
-        return header
+    if kind == KIND_DATA:
+        _check_data(header)
+    return Header(header)
+
+
+def _check_data(header: dict) -> None:
     _check_int(header.get("t"), "t", 0, 1 << 63)
     _check_int(header.get("x"), "x", 0, FLAG_EMPTY | FLAG_DROPPED)
     if type(header.get("b")) is not bool:
@@ -124,22 +149,54 @@ def decode_header(raw: bytes | memoryview) -> dict:
     if type(arrays) is not list or len(arrays) > MAX_ARRAYS:
         raise WireError("header field 'a' must be a list of at most 32 arrays")
     for spec in arrays:
-        if not (type(spec) is list and len(spec) == 4 and type(spec[0]) is str and len(spec[0]) <= 64):
-            raise WireError("array entry must be [name, dtype, shape, ref]")
-        if spec[1] not in ALLOWED_DTYPES:
-            raise WireError(f"array dtype {spec[1]!r} not allowed")
-        shape = spec[2]
-        if not (type(shape) is list and len(shape) <= MAX_NDIM and all(type(d) is int and 0 <= d < (1 << 31) for d in shape)):
-            raise WireError("array shape must be a list of at most 8 non-negative integers")
-        if math.prod(shape) * ITEMSIZE[spec[1]] > MAX_ARRAY_BYTES:
-            raise WireError("array larger than 2 GiB")
-        ref = spec[3]
-        if ref is not None and not (type(ref) is list and len(ref) == 4 and type(ref[0]) is str
-                                    and all(type(v) is int and v >= 0 for v in ref[1:])):
-            raise WireError("array ref must be null or [pool, slot, generation, slot bytes]")
+        _check_array_spec(spec)
     if header["b"] and len(arrays) != 1:
         raise WireError("a bare packet carries exactly one array")
-    return header
+
+
+def _check_array_spec(spec) -> None:
+    if not (type(spec) is list and len(spec) == 4 and type(spec[0]) is str and len(spec[0]) <= 64):
+        raise WireError("array entry must be [name, dtype, shape, ref]")
+    if spec[1] not in ALLOWED_DTYPES:
+        raise WireError(f"array dtype {spec[1]!r} not allowed")
+    shape = spec[2]
+    if not (type(shape) is list and len(shape) <= MAX_NDIM and all(type(d) is int and 0 <= d < (1 << 31) for d in shape)):
+        raise WireError("array shape must be a list of at most 8 non-negative integers")
+    if math.prod(shape) * ITEMSIZE[spec[1]] > MAX_ARRAY_BYTES:
+        raise WireError("array larger than 2 GiB")
+    ref = spec[3]
+    if ref is not None and not (type(ref) is list and len(ref) == 4 and type(ref[0]) is str
+                                and all(type(v) is int and v >= 0 for v in ref[1:])):
+        raise WireError("array ref must be null or [pool, slot, generation, slot bytes]")
+
+
+def encode_data(link: int, producer: int, incarnation: int, stream: int, seq: int, t: int, flags: int, bare: bool,
+                meta: Any, arrays: list) -> bytes:
+    """The header of a data packet; `arrays` lists [name, dtype, shape, slot ref or None]."""
+    return pack({"k": KIND_DATA, "e": link, "f": producer, "i": incarnation, "s": stream, "q": seq, "t": t,
+                 "x": flags, "b": bare, "m": meta, "a": arrays})
+
+
+def encode_eos(link: int, producer: int, incarnation: int, stream: int, end_seq: int) -> bytes:
+    return pack({"k": KIND_EOS, "e": link, "f": producer, "i": incarnation, "s": stream, "q": end_seq})
+
+
+def encode_sync(link: int, producer: int, incarnation: int, stream: int, first_unreleased: int) -> bytes:
+    return pack({"k": KIND_SYNC, "e": link, "f": producer, "i": incarnation, "s": stream, "q": first_unreleased})
+
+
+def encode_announce(link: int, producer: int, incarnation: int) -> bytes:
+    return pack({"k": KIND_ANNOUNCE, "e": link, "f": producer, "i": incarnation})
+
+
+def encode_hello(consumer: str, incarnation: int, replica: int, hints: list | None = None) -> bytes:
+    """Consumer -> producer: ready (again); `hints` [[stream, next seq expected], ...]."""
+    return pack([BACK_HELLO, consumer, incarnation, replica] + ([hints] if hints is not None else []))
+
+
+def encode_acks(acks: list) -> bytes:
+    """Consumer -> producer: [[link, stream, seq, flags, producer incarnation], ...]."""
+    return pack([BACK_ACK, *acks])
 
 
 def inline_array(spec: list, buffer) -> np.ndarray:
@@ -153,12 +210,24 @@ def inline_array(spec: list, buffer) -> np.ndarray:
     return array
 
 
-def decode_back(raw: bytes | memoryview) -> list:
-    """Parse and check a back-channel message: a hello, or a batch of acks.
+class Hello(NamedTuple):
+    """Consumer -> producer: the consumer instance `consumer` (incarnation, replica) is ready;
+    `hints` [[stream, next seq expected], ...] say where it stands (empty: a fresh start)."""
 
-    ["h", consumer instance, consumer incarnation, consumer replica(, [[stream, next seq expected], ...])]
-    ["b", [link, stream, seq, flags, producer incarnation], ...]
-    """
+    consumer: str
+    incarnation: int
+    replica: int
+    hints: list
+
+
+class Acks(NamedTuple):
+    """Consumer -> producer: [[link, stream, seq, flags, producer incarnation], ...]."""
+
+    acks: list
+
+
+def decode_back(raw: bytes | memoryview) -> Hello | Acks:
+    """Parse and check a back-channel message: a hello, or a batch of acks."""
     if len(raw) > 64 * 1024:
         raise WireError("back message too large")
     try:
@@ -170,13 +239,14 @@ def decode_back(raw: bytes | memoryview) -> list:
     if msg[0] == BACK_HELLO and len(msg) in (4, 5) and isinstance(msg[1], str):
         _check_int(msg[2], "consumer incarnation", 0, 1 << 30)
         _check_int(msg[3], "consumer replica", 0, 1 << 16)
-        if len(msg) == 5 and not (isinstance(msg[4], list) and len(msg[4]) <= 1 << 16 and all(
-                isinstance(h, list) and len(h) == 2 and all(type(v) is int and 0 <= v < 1 << 62 for v in h) for h in msg[4])):
+        hints = msg[4] if len(msg) == 5 else []
+        if not (isinstance(hints, list) and len(hints) <= 1 << 16 and all(
+                isinstance(h, list) and len(h) == 2 and all(type(v) is int and 0 <= v < 1 << 62 for v in h) for h in hints)):
             raise WireError("hello hints must be [[stream, next seq], ...]")
-        return msg
+        return Hello(msg[1], msg[2], msg[3], hints)
     if msg[0] == BACK_ACK and len(msg) >= 2:
         for ack in msg[1:]:
             if not (isinstance(ack, list) and len(ack) == 5 and all(type(v) is int and v >= 0 for v in ack) and ack[3] <= 3):
                 raise WireError("ack must be [link, stream, seq, flags, incarnation]")
-        return msg
+        return Acks(msg[1:])
     raise WireError("unknown back message")

@@ -6,11 +6,12 @@ process that does not need them, and dies with the runner so nothing is left beh
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
 from pathlib import Path
+
+from .config import InstanceConfig
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -27,28 +28,27 @@ def _die_with_parent(parent_pid: int) -> None:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     config_path, incarnation = argv[0], int(argv[1])
-    config = json.loads(Path(config_path).read_text())
-    _die_with_parent(config["runner_pid"])
-    if config.get("cpus"):
-        os.sched_setaffinity(0, config["cpus"])  # the graph placed this node on these CPUs
+    config = InstanceConfig.load(config_path)
+    _die_with_parent(config.runner_pid)
+    if config.cpus:
+        os.sched_setaffinity(0, config.cpus)  # the graph placed this node on these CPUs
     from . import logs
     from .kinds import resolve_kind
-    from .runtime import Runtime, install_signal_handlers
+    from .runtime import NodeProcess, install_signal_handlers
 
     logs.setup()
-
-    node_class = resolve_kind(config["uses"], Path(config["base_dir"]))
-    runtime = Runtime(config, incarnation, node_class)
-    install_signal_handlers(runtime)
+    node_class = resolve_kind(config.uses, Path(config.base_dir))
+    shell = NodeProcess(config, incarnation, node_class)
+    install_signal_handlers(shell)
     profile_dir = os.environ.get("POSEGRAPH_PROFILE")  # developer aid: cProfile each node process
     if profile_dir:
         import cProfile
 
         profiler = cProfile.Profile()
-        code = profiler.runcall(runtime.run)
-        profiler.dump_stats(os.path.join(profile_dir, f"{config['node']}.{config['replica']}.{incarnation}.prof"))
+        code = profiler.runcall(shell.run)
+        profiler.dump_stats(os.path.join(profile_dir, f"{config.name}.{incarnation}.prof"))
         return code
-    return runtime.run()
+    return shell.run()
 
 
 if __name__ == "__main__":

@@ -235,11 +235,38 @@ nodes:
     assert all(p["left"] == p["right"] == p["seq"] for p in run.records("pair.jsonl"))
 
 
-def test_a_node_placed_on_a_cpu_runs_only_there(graph_run):
-    run = graph_run(chain(count=0, fps=30).replace("  - id: hop1\n    uses: passthrough\n", "  - id: hop1\n    uses: passthrough\n    cpus: [-1]\n"))
+def cpus_allowed(pid: int) -> set[int]:
+    """The CPUs a process may run on, as Linux reports them."""
+    text = [line for line in open(f"/proc/{pid}/status").read().splitlines() if line.startswith("Cpus_allowed_list")][0].split()[-1]
+    cpus = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def chain_with_hop1(node_lines: str) -> str:
+    """An endless paced chain whose hop1 node carries `node_lines` (e.g. its cpus)."""
+    return chain(count=0, fps=30).replace("  - id: hop1\n    uses: passthrough\n", "  - id: hop1\n    uses: passthrough\n" + node_lines)
+
+
+def test_a_node_placed_on_a_cpu_gets_it_to_itself(graph_run):
+    run = graph_run(chain_with_hop1("    cpus: [-1]\n"))
     run.wait_for_records(5)
-    pid, _ = run.worker_pid("hop1.0")
-    allowed = [l for l in open(f"/proc/{pid}/status").read().splitlines() if l.startswith("Cpus_allowed_list")][0]
+    allowed = {name: cpus_allowed(run.worker_pid(f"{name}.0")[0]) for name in ("source", "hop1", "hop2", "sink")}
     run.proc.send_signal(signal.SIGINT)
     assert run.wait() == 0
-    assert allowed.split()[-1] == str(os.cpu_count() - 1)
+    last = os.cpu_count() - 1
+    assert allowed["hop1"] == {last}
+    if os.cpu_count() > 1:  # the others run on every CPU but that one
+        assert all(allowed[n] == set(range(last)) for n in ("source", "hop2", "sink")), allowed
+
+
+def test_cpus_shared_lets_the_other_nodes_use_that_cpu_too(graph_run):
+    run = graph_run(chain_with_hop1("    cpus: [-1]\n    cpus_shared: true\n"))
+    run.wait_for_records(5)
+    allowed = {name: cpus_allowed(run.worker_pid(f"{name}.0")[0]) for name in ("hop1", "hop2")}
+    run.proc.send_signal(signal.SIGINT)
+    assert run.wait() == 0
+    assert allowed["hop1"] == {os.cpu_count() - 1}
+    assert allowed["hop2"] == cpus_allowed(os.getpid())  # left where the runner runs: every CPU it may use

@@ -1041,6 +1041,18 @@ def test_cpus_must_name_cpus_of_this_machine(tmp_path):
     assert load_graph(path).nodes["source"].cpus == [os.cpu_count() - 1]
 
 
+@pytest.mark.parametrize("lines, detail", [
+    ("    cpus_shared: true\n", "cpus_shared needs `cpus:` (the CPUs it would share)"),
+    ("    cpus: [0]\n    cpus_shared: yes please\n", "cpus_shared must be true or false, got 'yes please'"),
+])
+def test_cpus_shared_needs_cpus_and_a_boolean(tmp_path, lines, detail):
+    path = tmp_path / "graph.yaml"
+    path.write_text("name: g\nnodes:\n  - id: source\n    uses: synthetic\n" + lines)
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert (info.value.node, info.value.field, info.value.detail) == ("source", "cpus_shared", detail)
+
+
 def test_every_shipped_graph_passes_check(tmp_path):
     """The graphs in graphs/ are examples users copy: each must validate as shipped."""
     import subprocess

@@ -16,7 +16,7 @@ GOOD = {"k": "d", "e": 0, "f": 0, "i": 0, "s": 0, "q": 5, "t": 123, "x": 0, "b":
 def test_a_well_formed_header_and_buffer_decode_to_the_array_sent():
     frame = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     header = wire.decode_header(msgpack.packb(GOOD))
-    array = wire.inline_array(header["a"][0], memoryview(frame.tobytes()))
+    array = wire.inline_array(header.arrays[0], memoryview(frame.tobytes()))
     assert np.array_equal(array, frame) and not array.flags.writeable
 
 
@@ -49,12 +49,12 @@ def test_random_and_truncated_bytes_are_refused(raw):
 def test_a_buffer_shorter_than_its_header_promises_is_refused():
     header = wire.decode_header(msgpack.packb(GOOD))
     with pytest.raises(wire.WireError, match="promises 48 bytes"):
-        wire.inline_array(header["a"][0], b"\0" * 47)
+        wire.inline_array(header.arrays[0], b"\0" * 47)
 
 
 def test_back_channel_accepts_hellos_and_ack_batches_and_refuses_the_rest():
-    assert wire.decode_back(msgpack.packb(["h", "pose.0", 2, 0]))[1] == "pose.0"
-    assert len(wire.decode_back(msgpack.packb(["b", [0, 0, 1, 3, 0], [0, 0, 2, 1, 0]]))) == 3
+    assert wire.decode_back(msgpack.packb(["h", "pose.0", 2, 0])).consumer == "pose.0"
+    assert len(wire.decode_back(msgpack.packb(["b", [0, 0, 1, 3, 0], [0, 0, 2, 1, 0]])).acks) == 2
     for bad in (["b", [0, 0, 1, 9, 0]], ["b", [0, -1, 1, 1, 0]], ["h", 3, 0, 0], ["z"], {"a": 1}):
         with pytest.raises(wire.WireError):
             wire.decode_back(msgpack.packb(bad))
@@ -65,7 +65,7 @@ def test_port_values_round_trip_through_arrays_and_meta():
     bare, arrays, meta = wire.split_value(value)
     assert not bare and [n for n, _ in arrays] == ["landmarks"] and meta["label"] == "squat"
     header = wire.decode_header(wire.pack(dict(GOOD, b=False, m=meta, a=[[n, a.dtype.str, list(a.shape), None] for n, a in arrays])))
-    back = wire.join_value(False, [("landmarks", arrays[0][1])], header["m"], empty=False)
+    back = wire.join_value(False, [("landmarks", arrays[0][1])], header.meta, empty=False)
     assert back["label"] == "squat" and back["score"] == 0.5 and back["landmarks"].shape == (33, 4)
     assert wire.join_value(True, [], None, empty=True) is None
 
