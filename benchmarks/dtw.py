@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The dtw node's exact DTW (numba, nodes/dtw.py) against fastdtw (pip's pure-Python,
+"""The dtw node's exact DTW (numba, posegraph/pose/dtw.py) against fastdtw (pip's pure-Python,
 approximate) on the same sequences: time per comparison and agreement.
 
 Two data sets:
 - synthetic: 50-frame queries against 45-frame templates of 8 features (seeded): time-warped,
   noisy copies of 4 prototype motions (a sinusoid per feature), 2 queries and 2 templates each;
-- real: joint angles (9 features, nodes/dtw.py `features`) of Google's pose_squats.full.json
+- real: joint angles (9 features, posegraph/pose/dtw.py `features`) of Google's pose_squats.full.json
   (65 frames of reference landmarks): 50-frame queries and 45-frame templates cut from it at
   different offsets, plus time-warped and noisy copies.
 

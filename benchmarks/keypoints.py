@@ -10,7 +10,7 @@
 3. Training: the defaults of `runner.py train-keypoints` (small CNN, 128 x 128 gray,
    BlazePose detector crop, augmentation), unless --backbone / --input-size / --color.
 4. Accuracy, per keypoint, in image pixels, through the real `custom` backend
-   (nodes/custom_pose.py: detector crop -> TFLite), float and int8, beside the error of
+   (posegraph/pose/backends/custom.py: detector crop -> TFLite), float and int8, beside the error of
    predicting the mean training position through the same crops:
      - held-out clips, against BlazePose's labels there;
      - pose_squats.mp4 (bundled, never used for training), against Google's reference;

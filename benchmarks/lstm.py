@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast is one LSTM(50) window, and how small is a process that only runs the TFLite model?
 
-The `lstm` node's model (nodes/lstm_model.py: Normalization -> LSTM(50, unroll=True) ->
+The `lstm` node's model (posegraph/pose/lstm.py: Normalization -> LSTM(50, unroll=True) ->
 Dropout -> Dense softmax) on 32 x 34 windows (coco_xy features), 4 classes, untrained
 weights (speed does not depend on them), timed in one invocation three ways:
 

@@ -1,16 +1,16 @@
-"""Record DTW templates (nodes/dtw.py) from clips, an extracted data set, or a webcam.
+"""`posegraph dtw-templates`: record templates for the `dtw` node from clips, an extracted data set, or a webcam.
 
-    runner.py dtw-templates (--clips ROOT | --data DATA.npz | --webcam INDEX --label NAME
+    posegraph dtw-templates (--clips ROOT | --data DATA.npz | --webcam INDEX --label NAME
                              [--countdown 3] [--seconds 3])
                             -o TEMPLATES.npz [--features angles|embed] [--segment N] [--hop N] [--append]
 
---clips ROOT: ROOT/<class>/<clip>.mp4 (nodes.sequences.list_clips), BlazePose on every frame
-(nodes.sequences.extract_clip), with a progress bar. --data: a data set written by
-`runner.py extract`. --webcam: a countdown (in a window when a display exists, else printed
-seconds), then `--seconds` of recording, BlazePose on each frame, one template labelled
---label. Templates are whole clips cut into --segment-frame pieces every --hop frames
-(default 45 and 15, the dtw node's default window; --segment 0 keeps whole clips, the
-default for a webcam recording).
+--clips ROOT: ROOT/<class>/<clip>.mp4, BlazePose on every frame, with a progress bar
+(posegraph.pose.training.dtw_templates). --data: a data set written by `posegraph extract`.
+--webcam: a countdown (in a window when a display exists, else printed seconds), then
+`--seconds` of recording, BlazePose on each frame, one template labelled --label.
+Templates are whole clips cut into --segment-frame pieces every --hop frames (default 45
+and 15, the dtw node's default window; --segment 0 keeps whole clips, the default for a
+webcam recording).
 --append adds to an existing templates file (same feature kind).
 
 Exit codes: 0 written, 1 failed while running (camera, pose model), 2 bad input.
@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,11 @@ class RecordError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="runner.py dtw-templates",
+    parser = argparse.ArgumentParser(prog="posegraph dtw-templates",
                                      description="Record DTW templates (one .npz) for the dtw node.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--clips", metavar="ROOT", help="folder of clips: ROOT/<class>/<clip>.mp4")
-    source.add_argument("--data", metavar="DATA.npz", help="data set written by `runner.py extract`")
+    source.add_argument("--data", metavar="DATA.npz", help="data set written by `posegraph extract`")
     source.add_argument("--webcam", metavar="INDEX", type=int, help="record one template from this camera")
     parser.add_argument("--label", help="class name of the webcam recording (required with --webcam)")
     parser.add_argument("--countdown", type=float, default=3.0, metavar="S", help="seconds before recording (webcam; default 3)")
@@ -55,52 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ----- sources ---------------------------------------------------------------------------
-def sequences_from_clips(root, complexity: int):
-    from posegraph.pose.sequences import SequenceError, extract_clip, list_clips
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    try:
-        clips = list_clips(root)
-    except SequenceError as exc:
-        raise RecordError(str(exc)) from None
-    sequences, failed = [], []
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("clips", total=len(clips))
-        for path, label in clips:
-            clip_id = f"{label}/{path.name}"
-            bar.update(task, description=clip_id[-40:])
-            try:
-                sequences.append(extract_clip(path, label, clip_id, complexity))
-            except SequenceError as exc:
-                failed.append(clip_id)
-                print(f"warning: {clip_id}: skipped: {exc}", file=sys.stderr)
-            bar.advance(task)
-    return sequences
-
-
-def sequences_from_data(path):
-    from posegraph.pose.sequences import SequenceError, load_dataset
-
-    try:
-        return load_dataset(path)
-    except SequenceError as exc:
-        raise RecordError(str(exc)) from None
-
-
+# ----- the webcam ------------------------------------------------------------------------
 def open_camera(index: int):
     """An opened cv2.VideoCapture giving frames, or RecordError(code 1) in one line."""
-    from posegraph.nodes.capture import _quiet_cv2
+    from posegraph.pose.media import quiet_cv2
 
-    cv2 = _quiet_cv2()
+    cv2 = quiet_cv2()
     cap = cv2.VideoCapture(index)
     ok = cap.isOpened()
     if ok:
@@ -189,11 +150,9 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args) -> int:
-    from posegraph.pose.dtw import (
-        Templates,
-        TemplatesError,
-        record_templates_from_sequences,
-    )
+    from posegraph.pose.dtw import TemplatesError
+    from posegraph.pose.sequences import SequenceError, load_dataset
+    from posegraph.pose.training.dtw_templates import add_templates, clip_sequences, templates_to_extend
 
     output = Path(args.output)
     if args.webcam is not None and not args.label:
@@ -204,40 +163,32 @@ def _run(args) -> int:
         raise RecordError("--segment must be 0 or more and --hop at least 1")
     if args.webcam is not None and (args.seconds <= 0 or args.countdown < 0):
         raise RecordError("--seconds must be above 0 and --countdown 0 or more")
-    existing = None
-    if args.append and output.exists():
-        try:
-            existing = Templates.load(output)
-        except TemplatesError as exc:
-            raise RecordError(f"--append: {exc}") from None
-        if args.features and args.features != existing.kind:
-            raise RecordError(f"--append: {output} holds {existing.kind!r} features, not {args.features!r}")
+    try:
+        existing = templates_to_extend(output, args.features) if args.append else None
+    except TemplatesError as exc:
+        raise RecordError(f"--append: {exc}") from None
     kind = args.features or (existing.kind if existing else "angles")
     if output.is_dir():
         raise RecordError(f"{output} is a folder; give a file path")
 
-    if args.clips:
-        sequences = sequences_from_clips(args.clips, args.complexity)
-    elif args.data:
-        sequences = sequences_from_data(args.data)
-    else:
+    if args.webcam is not None:
         sequences = [sequence_from_webcam(args.webcam, args.label, args.countdown, args.seconds, args.complexity)]
-    before = len(existing) if existing else 0
+    else:
+        try:
+            sequences = clip_sequences(args.clips, args.complexity) if args.clips else load_dataset(args.data)
+        except SequenceError as exc:
+            raise RecordError(str(exc)) from None
     try:
-        templates = record_templates_from_sequences(sequences, kind, segment=args.segment, hop=args.hop,
-                                                    templates=existing)
+        templates, added = add_templates(sequences, kind, args.segment, args.hop, existing)
     except (TemplatesError, ValueError) as exc:
         raise RecordError(str(exc)) from None
-    added = len(templates) - before
     if added == 0:
         raise RecordError("no template recorded (no person found in any clip)", code=1)
     try:
         templates.save(output)
     except OSError as exc:
         raise RecordError(f"cannot write {output}: {exc.strerror or exc}", code=1) from None
-    counts = {}
-    for label in templates.labels:
-        counts[label] = counts.get(label, 0) + 1
+    counts = Counter(templates.labels)
     print(f"wrote {output}: {len(templates)} templates ({added} new) of {kind!r} features, "
           + ", ".join(f"{c}: {n}" for c, n in sorted(counts.items())))
     return 0

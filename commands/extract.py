@@ -10,7 +10,7 @@ from posegraph.pose.sequences import SequenceError, run_extract
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="runner.py extract",
+        prog="posegraph extract",
         description="BlazePose landmarks of every clip of ROOT/<class>/<clip>.(mp4|avi|mov|gif) into a sequence "
                     "data set (.npz); clips already in the output are skipped, so an interrupted run resumes.")
     parser.add_argument("root", metavar="ROOT", help="folder with one sub-folder of clips per class")

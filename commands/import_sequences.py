@@ -4,19 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posegraph.pose.sequence_import import (
-    FORMATS,
-    MHAD_CLASSES,
-    import_mediapipe_txt,
-    import_mhad,
-)
+from posegraph.pose.sequence_import import FORMATS, MHAD_CLASSES, import_mediapipe_txt, import_mhad
 from posegraph.pose.sequences import SequenceError, save_dataset
 
 
 # ----- command --------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="runner.py import-sequences",
+        prog="posegraph import-sequences",
         description="Import landmark sequences from another tool's files into a sequence data set (.npz).")
     parser.add_argument("format", choices=FORMATS, metavar="FORMAT",
                         help="mediapipe-txt (folder of <ACTION>.txt, MediaPipe Pose, normalised) or "

@@ -1,114 +1,27 @@
-"""Build a KNN samples CSV (ML Kit's layout) from a folder of images, one sub-folder per class.
+"""`posegraph knn-samples ROOT -o OUT.csv`: a KNN samples CSV (ML Kit's layout) from images, one sub-folder per class.
 
-    runner.py knn-samples ROOT -o OUT.csv [--complexity N] [--outliers [--outliers-out F.csv]]
+    posegraph knn-samples ROOT -o OUT.csv [--complexity N] [--outliers [--outliers-out F.csv]]
 
-ROOT/<class>/*.jpg|*.jpeg|*.png -> rows `name,class,x1,y1,z1,...,x33,y33,z33` with
-BlazePose's landmarks in pixels (z scaled like x: z * width), the layout of ML Kit's
-fitness_pose_samples.csv, so the result loads into nodes.knn.KnnClassifier and the `knn`
-node's `samples` param. Images where BlazePose finds no person are dropped and listed.
-With --outliers the new samples are checked the write-up's way: every sample is classified
-(leave-one-out) against the others, and those landing in another class are reported, as
-candidates to delete or relabel before using the samples.
+ROOT/<class>/*.jpg|*.jpeg|*.png -> BlazePose's landmarks of each image as one row
+(posegraph.pose.training.knn_samples), for the `knn` node's `samples` param. Images where
+BlazePose finds no person are dropped and listed. With --outliers the new samples are
+checked the write-up's way: every sample is classified (leave-one-out) against the others,
+and those landing in another class are reported, as candidates to delete or relabel
+before using the samples.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-class TrainError(Exception):
-    """A problem with the command's input; str() is the one-line message."""
-
-
-def find_images(root: Path) -> list[tuple[str, Path]]:
-    """(class, image path) for ROOT/<class>/<image>, classes and files in name order."""
-    if not root.exists():
-        raise TrainError(f"{root}: no such directory")
-    if not root.is_dir():
-        raise TrainError(f"{root}: not a directory (expected ROOT/<class>/*.jpg|*.jpeg|*.png)")
-    images = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(class_dir.iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                images.append((class_dir.name, path))
-    if not images:
-        raise TrainError(f"{root}: no images found (expected ROOT/<class>/*.jpg|*.jpeg|*.png)")
-    return images
-
-
-def format_row(name: str, class_name: str, landmarks_px: np.ndarray) -> str:
-    """One CSV row; each value is the shortest text that reads back as the same float32."""
-    if "," in name or "\n" in name:
-        raise TrainError(f"{name!r}: a file name with a comma or newline cannot go in the CSV")
-    values = np.asarray(landmarks_px, dtype=np.float32)[:, :3].reshape(-1)
-    return ",".join([name, class_name] + [np.format_float_positional(v, unique=True, trim="0") for v in values])
-
-
-def write_rows(path: Path, rows: list[str]) -> None:
-    """Write the CSV atomically: a crash never leaves half a samples file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("".join(row + "\n" for row in rows))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def extract(images: list[tuple[str, Path]], detector, console=None) -> tuple[list[str], list[tuple[Path, str]]]:
-    """Run `detector.detect` on every image: (CSV rows, [(dropped image, why)])."""
-    import cv2
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    rows, dropped = [], []
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("pose", total=len(images))
-        for class_name, path in images:
-            progress.update(task, description=f"{class_name}/{path.name}"[-40:])
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                dropped.append((path, "unreadable image"))
-            else:
-                packet = detector.detect(image)
-                if packet is None:
-                    dropped.append((path, "no pose found"))
-                else:
-                    rows.append(format_row(path.name, class_name, packet["px"]))
-            progress.advance(task)
-        progress.update(task, description="pose")
-    return rows, dropped
-
-
-def write_outliers(path: Path, outliers) -> None:
-    """name,class,predicted,votes (votes as class=count separated by spaces)."""
-    lines = ["name,class,predicted,votes"]
-    for o in outliers:
-        votes = " ".join(f"{c}={n}" for c, n in o.votes.items())
-        lines.append(f"{o.name},{o.class_name},{'|'.join(o.predicted)},{votes}")
-    write_rows(path, lines)
+from posegraph.pose.training.knn_samples import SampleError, find_images, row_class, sample_rows, write_outliers, write_rows
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="runner.py knn-samples",
+        prog="posegraph knn-samples",
         description="Build a KNN samples CSV (ML Kit layout) from ROOT/<class>/*.jpg|*.jpeg|*.png with BlazePose.")
     parser.add_argument("root", metavar="ROOT", help="folder with one sub-folder of images per class")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.csv", help="samples CSV to write")
@@ -130,7 +43,7 @@ def main(argv: list[str]) -> int:
     root, output = Path(args.root), Path(args.output)
     try:
         images = find_images(root)
-    except TrainError as exc:
+    except SampleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     classes = sorted({c for c, _ in images})
@@ -143,8 +56,8 @@ def main(argv: list[str]) -> int:
         print(f"error: cannot start BlazePose (model_complexity {args.complexity}): {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     try:
-        rows, dropped = extract(images, detector, err)
-    except TrainError as exc:
+        rows, dropped = sample_rows(images, detector, err)
+    except SampleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -158,34 +71,36 @@ def main(argv: list[str]) -> int:
         print(f"error: {root}: no pose found in any image; nothing written", file=sys.stderr)
         return 1
     write_rows(output, rows)
-    counts = {}
-    for row in rows:
-        c = row.split(",", 2)[1]
-        counts[c] = counts.get(c, 0) + 1
+    counts = Counter(row_class(row) for row in rows)
     out.print(f"wrote {len(rows)} samples to {output} ({', '.join(f'{c}: {n}' for c, n in sorted(counts.items()))}); "
               f"dropped {len(dropped)}")
-
     if args.outliers or args.outliers_out:
-        from posegraph.pose.knn import KnnClassifier, find_outliers
+        return _report_outliers(args, output, len(rows), counts, out)
+    return 0
 
-        if len(rows) < 2:
-            out.print("outliers: need at least 2 samples; skipped")
-            return 0
-        if args.top_n_by_max < 1 or args.top_n_by_mean < 1:
-            print("error: --top-n-by-max and --top-n-by-mean must be at least 1", file=sys.stderr)
-            return 2
-        smallest = min(counts, key=counts.get)
-        if counts[smallest] * 2 <= args.top_n_by_mean:
-            out.print(f"note: class {smallest} has {counts[smallest]} samples; with top_n_by_mean {args.top_n_by_mean} "
-                      f"its samples can hardly win a majority of the votes (lower --top-n-by-mean or add samples)")
-        outliers = find_outliers(KnnClassifier(output, args.top_n_by_max, args.top_n_by_mean))
-        out.print(f"outliers: {len(outliers)} of {len(rows)} samples (leave-one-out KNN votes do not pick their class alone)")
-        for o in outliers:
-            votes = ", ".join(f"{c}: {n}" for c, n in o.votes.items())
-            out.print(f"  {o.name}  labelled {o.class_name}  predicted {'|'.join(o.predicted) or '-'}  votes {{{votes}}}")
-        if args.outliers_out:
-            write_outliers(Path(args.outliers_out), outliers)
-            out.print(f"wrote {len(outliers)} outliers to {args.outliers_out}")
+
+def _report_outliers(args, samples: Path, count: int, counts: Counter, out) -> int:
+    """--outliers: the leave-one-out check of the samples just written."""
+    from posegraph.pose.knn import KnnClassifier, find_outliers
+
+    if count < 2:
+        out.print("outliers: need at least 2 samples; skipped")
+        return 0
+    if args.top_n_by_max < 1 or args.top_n_by_mean < 1:
+        print("error: --top-n-by-max and --top-n-by-mean must be at least 1", file=sys.stderr)
+        return 2
+    smallest = min(counts, key=counts.get)
+    if counts[smallest] * 2 <= args.top_n_by_mean:
+        out.print(f"note: class {smallest} has {counts[smallest]} samples; with top_n_by_mean {args.top_n_by_mean} "
+                  f"its samples can hardly win a majority of the votes (lower --top-n-by-mean or add samples)")
+    outliers = find_outliers(KnnClassifier(samples, args.top_n_by_max, args.top_n_by_mean))
+    out.print(f"outliers: {len(outliers)} of {count} samples (leave-one-out KNN votes do not pick their class alone)")
+    for o in outliers:
+        votes = ", ".join(f"{c}: {n}" for c, n in o.votes.items())
+        out.print(f"  {o.name}  labelled {o.class_name}  predicted {'|'.join(o.predicted) or '-'}  votes {{{votes}}}")
+    if args.outliers_out:
+        write_outliers(Path(args.outliers_out), outliers)
+        out.print(f"wrote {len(outliers)} outliers to {args.outliers_out}")
     return 0
 
 

@@ -9,23 +9,12 @@ import argparse
 import json
 from pathlib import Path
 
-from posegraph.commands.keypoint_options import (
-    add_input_options,
-    check_numbers,
-    error,
-    print_label_report,
-    say,
-)
-from posegraph.pose.training.keypoint_data import (
-    LabelError,
-    parse_keypoints,
-    pseudo_label,
-    write_labels,
-)
+from posegraph.commands.keypoint_options import add_input_options, check_numbers, error, print_label_report, say
+from posegraph.pose.training.keypoint_data import LabelError, parse_keypoints, pseudo_label, write_labels
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runner.py label-keypoints",
+    p = argparse.ArgumentParser(prog="posegraph label-keypoints",
                                 description="Pseudo-label images and clips with BlazePose (a labels JSON for train-keypoints).")
     add_input_options(p)
     p.add_argument("-o", "--output", required=True, metavar="LABELS.json")

@@ -11,7 +11,7 @@ from posegraph.webapp.server import Server
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="runner.py serve", description="Web app: upload a video, run a pose graph on it, see the result.")
+    parser = argparse.ArgumentParser(prog="posegraph serve", description="Web app: upload a video, run a pose graph on it, see the result.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0, metavar="MB", help="largest upload accepted (default 200)")

@@ -1,16 +1,17 @@
-"""Turn images or clips into a TFLite keypoint model with one command, or just label them.
+"""`posegraph train-keypoints`: turn images or clips into a TFLite keypoint model with one command.
 
-    runner.py train-keypoints INPUT... -o MODEL_DIR (--labels FILE | --label-with blazepose --keypoints A,B,...)
+    posegraph train-keypoints INPUT... -o MODEL_DIR (--labels FILE | --label-with blazepose --keypoints A,B,...)
         [--backbone small|mobilenetv2|resnet50] [--input-size 128] [--color] [--width 1.0] [--weights FILE]
         [--crop detector|frame] [--epochs 100] [--batch 32] [--patience 12] [--val-clips ID,ID | --val-fraction 0.2]
         [--every N] [--min-visibility 0.5] [--seed S] [--no-augment] [--quiet]
-    runner.py label-keypoints INPUT... -o LABELS.json --keypoints A,B,... [--every N] [--min-visibility 0.5]
+    posegraph label-keypoints INPUT... -o LABELS.json --keypoints A,B,... [--every N] [--min-visibility 0.5]
 
 INPUT: image files, videos, or folders of them (videos are clips; images are grouped into
-clips by folder). With --labels the labels file (JSON or CSV, nodes/keypoint_data.py) names
-its images and no INPUT is needed. With --label-with blazepose the pseudo-labels and the
-drop report are written to MODEL_DIR/labels.json and labels_report.json first, so a second
-run can start from `--labels MODEL_DIR/labels.json`.
+clips by folder). With --labels the labels file (JSON or CSV, see
+posegraph.pose.training.keypoint_data) names its images and no INPUT is needed. With
+--label-with blazepose the pseudo-labels and the drop report are written to
+MODEL_DIR/labels.json and labels_report.json first, so a second run can start from
+`--labels MODEL_DIR/labels.json`.
 
 Exit codes: 0 done, 1 training or export failed, 2 bad input.
 """
@@ -22,33 +23,20 @@ import sys
 import time
 from pathlib import Path
 
-from posegraph.commands.keypoint_options import (
-    add_input_options,
-    check_numbers,
-    error,
-    print_label_report,
-    say,
-)
-from posegraph.pose.training.keypoint_data import (
-    LabelError,
-    attach_crops,
-    load_labels,
-    parse_keypoints,
-    pseudo_label,
-    split_by_clip,
-    write_labels,
-)
+from posegraph.commands.keypoint_options import add_input_options, check_numbers, error, print_label_report, say
+from posegraph.pose.training.keypoint_data import (LabelError, attach_crops, load_labels, parse_keypoints, pseudo_label,
+                                                   split_by_clip, write_labels)
 from posegraph.pose.training.keypoint_model import BACKBONES
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runner.py train-keypoints",
+    p = argparse.ArgumentParser(prog="posegraph train-keypoints",
                                 description="Train a keypoint model (Keras -> TFLite float and int8) on labelled or "
                                             "BlazePose-labelled images and clips.")
     add_input_options(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="folder to write the model into")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--labels", metavar="FILE", help="a JSON or CSV labels file (see nodes/keypoint_data.py)")
+    src.add_argument("--labels", metavar="FILE", help="a JSON or CSV labels file (see posegraph.pose.training.keypoint_data)")
     src.add_argument("--label-with", choices=("blazepose",), help="make pseudo-labels with BlazePose (needs --keypoints)")
     p.add_argument("--backbone", choices=BACKBONES, default="small", help="network (default small; ImageNet weights "
                    "cannot be downloaded: random start, or --weights)")

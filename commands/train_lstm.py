@@ -1,12 +1,12 @@
-"""Train the `lstm` node's model from a sequence data set (nodes/sequences.py).
+"""`posegraph train-lstm`: train the `lstm` node's model from a sequence data set (posegraph.pose.sequences).
 
-    runner.py train-lstm DATA.npz|CLIPS_DIR -o MODEL_DIR [--features coco_xy|blazepose_xyzv|embed]
+    posegraph train-lstm DATA.npz|CLIPS_DIR -o MODEL_DIR [--features coco_xy|blazepose_xyzv|embed]
         [--epochs N] [--hidden 50] [--stride 4] [--window 32] [--batch 32]
         [--val-clips ID,ID | --val-fraction 0.2] [--seed S] [--no-augment]
 
 Validation is by clip (no window of a validation clip is trained on). Writes MODEL_DIR/
 model.keras, model.tflite, labels.json, curves.png, confusion.png, metrics.json (see
-nodes/lstm_model.py). Exit codes: 0 trained, 1 training or export failed, 2 bad input.
+posegraph.pose.training.lstm). Exit codes: 0 trained, 1 training or export failed, 2 bad input.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from posegraph.pose.training import lstm as lstm_training
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="runner.py train-lstm",
-                                description="Train an LSTM action classifier on a sequence data set (.npz from runner.py extract).")
-    p.add_argument("data", metavar="DATA.npz|CLIPS_DIR", help="sequence data set (runner.py extract), or a folder of "
+    p = argparse.ArgumentParser(prog="posegraph train-lstm",
+                                description="Train an LSTM action classifier on a sequence data set (.npz from posegraph extract).")
+    p.add_argument("data", metavar="DATA.npz|CLIPS_DIR", help="sequence data set (posegraph extract), or a folder of "
                    "<class>/<clip> videos, extracted first into MODEL_DIR/landmarks.npz (resumable)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="directory to write the model into")
     p.add_argument("--features", choices=lstm_model.FEATURE_KINDS, default="coco_xy",

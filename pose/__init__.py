@@ -8,7 +8,9 @@ about people, with no engine in it, so a notebook can use it alone.
     knn, dtw, lstm               the classifiers' models
     smoothing, reps              EMA and One Euro smoothing, the repetition counter
     drawing                      what render draws
+    media, records               reading and writing video and images; the JSON record of a frame
+    estimator                    a pose backend chosen and run from the pose kind's params
     sequences, sequence_import   landmark sequences of clips, and other tools' files
-    training/                    training the LSTM and custom keypoint models
+    training/                    training the LSTM and custom keypoint models, KNN samples, DTW templates
     paths                        where bundled models and data are
 """

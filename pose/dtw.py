@@ -11,8 +11,9 @@ unlike every template).
 Pieces, in order:
 
 - `features(points, layout, kind)`: (T, K, >=2) landmarks -> (T, D) float64.
-  `angles`: nodes.embed.joint_angles (9 angles in radians, x,y only; a zero-length limb
-  gives 0, not NaN; a custom layout gives the angles its points allow, `feature_size`). `embed`: nodes.embed.mlkit_embedding flattened to 69 values
+  `angles`: posegraph.pose.features.joint_angles (9 angles in radians, x,y only; a
+  zero-length limb gives 0, not NaN; a custom layout gives the angles its points allow,
+  `feature_size`). `embed`: posegraph.pose.features.mlkit_embedding flattened to 69 values
   (BlazePose-33 only). A frame with no person (all-NaN landmarks, or any non-finite
   feature) takes the features of the frame before it (carried forward: a dropped
   detection is most likely the same pose as a moment ago); frames before the first person
@@ -29,23 +30,25 @@ Pieces, in order:
 - `Templates`: labels, clip ids and feature sequences of one feature kind, saved as one
   .npz without pickle (labels as unicode arrays, features concatenated with offsets, the
   parameters as a JSON string). `record_templates_from_sequences` builds them from
-  nodes.sequences.Sequence objects (any object with label, clip_id, layout, points).
+  posegraph.pose.sequences.Sequence objects (any object with label, clip_id, layout, points).
 - `classify(query, templates, batch, band, threshold)`: the vote rule above.
-- `Dtw`: the node (landmarks in, votes out), one sliding window per person of each
-  stream (key (stream, person id), nodes/people.py; one person, no "ids", is person 0).
-  `angles` templates work on every layout (BlazePose-33, COCO-17, OpenPose-18); `embed`
-  templates need BlazePose-33 points: a person of another layout is skipped on that frame
-  (window untouched, no answer), counted as `wrong_layout` and reported once in the log
-  (the upstream layout is only known per frame). So is a person whose layout gives
-  another number of features than the templates hold (a custom layout with fewer angles,
-  or templates recorded from one).
+- `DtwClassifier` and `DtwWindow`: live classification (the `dtw` kind). A `DtwWindow`
+  is one person's sliding query window (the last frames' features and source times);
+  every `every` frames its last `window` frames, resampled by their timestamps to the
+  templates' rate, are classified. `angles` templates work on every layout
+  (BlazePose-33, COCO-17, OpenPose-18); `embed` templates need BlazePose-33 points:
+  `DtwClassifier.unusable` says why a person of another layout cannot be used, and so
+  for a layout giving another number of features than the templates hold (a custom
+  layout with fewer angles, or templates recorded from one).
 """
 from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -325,10 +328,6 @@ def load_templates(path) -> Templates:
     return Templates.load(path)
 
 
-def save_templates(templates: Templates, path) -> None:
-    templates.save(path)
-
-
 def segments(n: int, length: int, hop: int) -> list[tuple[int, int]]:
     """[start, end) windows of `length` frames every `hop` frames covering n frames; the
     last one ends at n; n <= length (or length 0) gives the whole range."""
@@ -416,3 +415,128 @@ def classify(query, templates: Templates, batch: int = 4, band: int | None = 10,
     distances = dtw_distances(query, flat, offsets, band, normalized)
     label, votes, best = vote(templates.labels, distances, batch, threshold)
     return Answer(label, votes, distances, best)
+
+
+# ----- live classification -----------------------------------------------------------------
+def _uncounted(name: str) -> None:
+    """A `count` that keeps nothing."""
+
+
+class DtwClassifier:
+    """Templates set up for live classification, one `DtwWindow` per person (`new_window`).
+
+    `window` frames make a query (fewer until that many were seen), answered once
+    `min_frames` were seen and then every `every` frames (the frames between repeat the
+    last answer); `batch`, `band` and `threshold` (None or 0: off) are `classify`'s.
+    `name` names the templates in the reasons `unusable` gives.
+    """
+
+    def __init__(self, templates: Templates, window: int = 45, every: int = 5, batch: int = 4, band: int | None = 10,
+                 threshold: float | None = None, min_frames: int = 15, name: str = "templates"):
+        if len(templates) == 0:
+            raise TemplatesError(f"{name}: holds no templates")
+        self.templates, self.name, self.kind = templates, name, templates.kind
+        self.window, self.every, self.batch, self.band = int(window), int(every), int(batch), band
+        self.threshold = threshold or None
+        self.min_frames = min(int(min_frames), self.window)
+        self.size = templates.sequences[0].shape[1]  # features per frame the templates hold
+        self.sizes: dict[str, int] = {}  # layout -> features per frame it gives
+        self.rate = float(templates.params.get("fps") or 0.0)  # 0: templates of an older file, frames as they come
+
+    def warm_up(self) -> None:
+        """Compile the DTW kernel now rather than on the first query."""
+        classify(np.zeros((2, self.size)), self.templates, 1, self.band)
+
+    def new_window(self) -> "DtwWindow":
+        return DtwWindow(self)
+
+    def unusable(self, packet) -> str | None:
+        """Why the templates cannot use this person's layout (None when usable or no person)."""
+        from posegraph.pose.features import landmarks_of
+
+        if not isinstance(packet, (dict, np.ndarray)):
+            return None
+        found = landmarks_of(packet)
+        if found is None:
+            return None
+        px, layout = found
+        if self.kind == "embed":
+            if layout == "blazepose33" and np.shape(px)[0] == 33:
+                return None
+            return (f"templates of features 'embed' need blazepose33 landmarks, got {layout!r}: such people get no "
+                    "answer (angles templates work on any layout)")
+        size = self.sizes.get(layout)
+        if size is None:
+            try:
+                size = feature_size(self.kind, layout)
+            except ValueError:  # not a layout at all: left to the features
+                return None
+            self.sizes[layout] = size
+        if size != self.size:
+            return (f"templates {self.name!r} hold {self.size} {self.kind} features per frame, a person of "
+                    f"layout {layout!r} gives {size}: such people get no answer")
+        return None
+
+    def vector(self, packet) -> np.ndarray | None:
+        """One frame's features of a landmarks packet; None when it has no usable person."""
+        from posegraph.pose.features import landmarks_of
+
+        found = landmarks_of(packet)
+        if found is None:
+            return None
+        px, layout = found
+        px = np.asarray(px)[None]
+        with np.errstate(invalid="ignore"):
+            vector = frame_features(px, layout, self.kind)
+        return vector[0] if frame_ok(px, vector, self.kind)[0] else None
+
+
+class DtwWindow:
+    """One person's sliding query window for a `DtwClassifier` (see its doc)."""
+
+    def __init__(self, classifier: DtwClassifier):
+        self.classifier = classifier
+        self.frames: deque = deque(maxlen=classifier.window * 8)  # history for a camera up to 8x the templates' rate
+        self.times: deque = deque(maxlen=classifier.window * 8)   # their source timestamps (s), or None
+        self.seen = 0           # frames appended (people seen, plus carried-forward gaps)
+        self.last_answer = None
+        self.since = 0          # frames since the last classification
+
+    def push(self, packet, count: Callable[[str], None] = _uncounted) -> dict | None:
+        """Add one frame (a landmarks packet; None or no usable person: the last frame's
+        features carried forward) and return the votes packet, or None before `min_frames`.
+        `count` is told "carried" for a carried-forward frame and "classified" for a query."""
+        c = self.classifier
+        vector = c.vector(packet)
+        if vector is None:
+            if not self.frames:
+                return None  # nobody seen yet: nothing to carry forward
+            vector = self.frames[-1]
+            count("carried")
+        self.frames.append(vector)
+        pts = packet.get("pts_ms") if isinstance(packet, dict) else None
+        self.times.append(pts / 1000.0 if pts is not None else None)
+        self.seen += 1
+        if self.seen < c.min_frames:
+            return None
+        self.since += 1
+        if self.last_answer is None or self.since >= c.every:
+            self.since = 0
+            answer = classify(self.query(), c.templates, c.batch, c.band, c.threshold)
+            self.last_answer = {"votes": answer.votes, "label": answer.label, "distance": answer.best}
+            count("classified")
+        return dict(self.last_answer)
+
+    def query(self) -> np.ndarray:
+        """The last `window` frames at the templates' rate, by the frames' own timestamps.
+
+        Without timestamps (or templates without a rate) the last `window` frames as they came.
+        """
+        c = self.classifier
+        times = list(self.times)
+        if not c.rate or any(t is None for t in times) or any(b <= a for a, b in zip(times, times[1:])):
+            return np.array(list(self.frames)[-c.window:])
+        span = (c.window - 1) / c.rate
+        at = times[-1] - span + np.arange(c.window) / c.rate
+        at = at[at >= times[0]]  # a stream younger than the window: what there is
+        return resample_at(np.array(times), np.array(self.frames), at)

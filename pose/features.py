@@ -1,6 +1,6 @@
-"""`embed`: pose landmarks -> a feature vector for classifiers (pure functions plus the node).
+"""Pose landmarks -> a feature vector for classifiers: what the `embed` kind computes.
 
-Three features, chosen with the node's `kind` param:
+Three features, chosen with `embed`'s `kind` param:
 
 - `mlkit`: ML Kit's / MediaPipe's pose embedding (the "Pose classification" write-up's
   FullBodyPoseEmbedder): landmarks centred on the hips' midpoint, scaled by the pose size
@@ -13,7 +13,7 @@ Three features, chosen with the node's `kind` param:
 - `keypoints`: COCO-17 x,y centred on the hips' midpoint and divided by the torso size,
   flattened to 34 values (the Detectron2 + LSTM write-up's body-normalised keypoints).
 
-`angles` and `keypoints` also take custom layouts (nodes/landmarks.py: a model emitting a
+`angles` and `keypoints` also take custom layouts (posegraph/pose/landmarks.py: a model emitting a
 subset of the BlazePose names) and use the points they have: fewer values, named by
 `angle_names(layout)` / `keypoint_names(layout)`; LayoutError when none can be made.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 from posegraph.pose import landmarks as lm
 
-_B = lm.BLAZEPOSE33
 _L_HIP, _R_HIP = lm.index("left_hip"), lm.index("right_hip")
 _L_SHOULDER, _R_SHOULDER = lm.index("left_shoulder"), lm.index("right_shoulder")
 _HIPS_MID, _SHOULDERS_MID = 33, 34  # virtual landmarks appended after the 33 real ones
@@ -263,7 +262,10 @@ def normalized_keypoints(points: np.ndarray, layout: str | None = None) -> np.nd
     return out.reshape(*out.shape[:-2], 2 * k)
 
 
-# ----- the node --------------------------------------------------------------------------
+# ----- one person's packet ----------------------------------------------------------------
+FEATURE_KINDS = ("mlkit", "angles", "keypoints")
+
+
 def landmarks_of(packet) -> tuple[np.ndarray, str] | None:
     """(pixel landmarks, layout) of a landmarks packet (a dict, or a bare (n, k) array)."""
     if packet is None:
@@ -274,3 +276,32 @@ def landmarks_of(packet) -> tuple[np.ndarray, str] | None:
     if px is None:
         return None
     return px, packet.get("layout") or lm.layout_of(px)
+
+
+def features_packet(packet, kind: str) -> dict | None:
+    """The features packet (posegraph/pose/packets.py) of one person's landmarks packet;
+    None when there is no person. LayoutError when the person's layout cannot give `kind`.
+
+    `mlkit` takes BlazePose-33 and COCO-17 (`coco_as_blazepose`: no depth, so the packet
+    says `depth: False` and the KNN weighs z 0 for that person); `angles` and `keypoints`
+    take any layout, custom ones giving the shorter vector their points allow.
+    """
+    found = landmarks_of(packet)
+    if found is None:
+        return None
+    px, layout = found
+    if kind == "mlkit":
+        depth = True
+        if layout == lm.COCO17 and np.shape(px)[0] == 17:
+            px, depth = coco_as_blazepose(px), False
+        elif layout != lm.BLAZEPOSE33 or np.shape(px)[0] != 33:
+            raise LayoutError(f"needs blazepose33 or coco17 landmarks, got {layout!r} (kinds angles and keypoints "
+                              "work on any layout, custom ones included)")
+        embedding, mirrored = mlkit_embeddings(px)
+        embedding = embedding.astype(np.float32)
+        return {"vector": embedding.reshape(-1), "kind": "mlkit", "depth": depth,
+                "embedding": embedding, "mirrored": mirrored.astype(np.float32)}
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}; one of {', '.join(FEATURE_KINDS)}")
+    vector = joint_angles(px, layout) if kind == "angles" else normalized_keypoints(px, layout)
+    return {"vector": vector.astype(np.float32), "kind": kind}

@@ -1,7 +1,7 @@
 """`knn`: ML Kit's two-stage k-nearest-neighbours pose classifier, vectorised.
 
 The method (ML Kit's PoseClassifier, MediaPipe's "Pose classification" write-up): each
-sample and the query are ML Kit embeddings (23 x 3, nodes/embed.py). For every sample,
+sample and the query are ML Kit embeddings (23 x 3, posegraph/pose/features.py). For every sample,
 
   max distance  = min over (query, mirrored query) of max(|sample - q| * axes_weights)
   keep the top_n_by_max (30) samples with the smallest max distance; among them
@@ -149,6 +149,7 @@ class KnnClassifier:
         self._mean_m = np.empty(k)
         self._q = np.empty(69)
         self._m = np.empty(69)
+        self._without_depth: KnnClassifier | None = None  # made for the first person without depth
 
     def __len__(self):
         return len(self.samples)
@@ -158,6 +159,23 @@ class KnnClassifier:
         """33 x 3 (or 33 x 4) pixel landmarks (x, y, z * width) -> {class: votes among the top 10}."""
         points = np.asarray(landmarks, dtype=np.float64)[:, :3]
         return self.classify_embedding(mlkit_embedding(points), mlkit_embedding(points * FLIP_X))
+
+    def classify_features(self, features: dict) -> dict[str, int]:
+        """Votes for one person's features packet of `embed` kind mlkit (posegraph/pose/packets.py).
+
+        A person without depth (COCO-17 landmarks: "depth" False) is compared in x and y
+        only: the samples' z weighs 0 for them, as their own z is 0.
+        """
+        if features.get("kind", "mlkit") != "mlkit" or "embedding" not in features:
+            raise ValueError(f"knn needs embed's mlkit features, got kind {features.get('kind')!r}")
+        classifier = self
+        if not features.get("depth", True):
+            if self._without_depth is None:
+                wx, wy, _ = self.axes_weights
+                self._without_depth = KnnClassifier(self.samples, self.top_n_by_max, self.top_n_by_mean,
+                                                    axes_weights=(wx, wy, 0.0))
+            classifier = self._without_depth
+        return classifier.classify_embedding(features["embedding"], features.get("mirrored"))
 
     def classify_embedding(self, embedding, mirrored=None, exclude: int | None = None) -> dict[str, int]:
         """Votes for an embedding (23 x 3) and its flipped twin (default: x negated).

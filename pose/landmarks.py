@@ -103,7 +103,7 @@ def _check_names(names) -> tuple[str, ...]:
     for name in names:
         if not isinstance(name, str) or name not in CUSTOM_NAMES:
             raise ValueError(f"unknown landmark name {name!r}: custom layouts use BlazePose-33 names "
-                             f"(nodes/landmarks.py BLAZEPOSE_NAMES, e.g. 'left_shoulder')")
+                             f"(posegraph/pose/landmarks.py BLAZEPOSE_NAMES, e.g. 'left_shoulder')")
         if name in seen:
             raise ValueError(f"landmark name {name!r} appears twice in a custom layout")
         seen.add(name)

@@ -4,18 +4,18 @@ the Keras model, training, TFLite export and clip evaluation (no engine code her
 Features (`features(points, layout, kind, width, height)` -> float32 (T, F)):
 
 - `coco_xy` (34): COCO-17 x,y centred on the hips' midpoint and divided by the torso size
-  (the Detectron2 + LSTM write-up's body-normalised keypoints; nodes.embed.normalized_keypoints).
-  BlazePose-33 input is converted to COCO-17 through nodes.landmarks; works on both layouts.
-  A custom layout (nodes/landmarks.py) gives 2 values per COCO-17 point it has
+  (the Detectron2 + LSTM write-up's body-normalised keypoints; posegraph.pose.features.normalized_keypoints).
+  BlazePose-33 input is converted to COCO-17 through posegraph.pose.landmarks; works on both layouts.
+  A custom layout (posegraph/pose/landmarks.py) gives 2 values per COCO-17 point it has
   (`feature_size`), so only a model trained on as many features can take it.
 - `blazepose_xyzv` (132): BlazePose-33 x / width, y / height, z / width, visibility (the
   Keras write-up's landmarks normalised by the image size); blazepose33 only.
-- `embed` (69): the ML Kit embedding (nodes.embed.mlkit_embedding, 23 x 3) flattened and
+- `embed` (69): the ML Kit embedding (posegraph.pose.features.mlkit_embedding, 23 x 3) flattened and
   divided by 100 (the embedding is scaled x100; /100 keeps LSTM inputs near unit size);
   blazepose33 only.
 
 Frames with no person (all-NaN rows) take the previous frame's features (carried forward);
-frames before the first person get zeros. The `lstm` node does the same, so what it sees at
+frames before the first person get zeros. The `lstm` kind does the same, so what it sees at
 run time is what the model saw in training. On top, the model standardises its inputs with
 a Normalization layer holding the training windows' per-feature mean and variance, so no
 statistics need to travel beside the model.
@@ -48,9 +48,9 @@ from posegraph.pose import landmarks as lm
 FEATURE_KINDS = ("coco_xy", "blazepose_xyzv", "embed")
 FEATURE_SIZES = {"coco_xy": 34, "blazepose_xyzv": 132, "embed": 69}
 NORMALISATION = {
-    "coco_xy": "COCO-17 x,y minus the hips' midpoint, divided by the torso size (nodes.embed.normalized_keypoints)",
+    "coco_xy": "COCO-17 x,y minus the hips' midpoint, divided by the torso size (posegraph.pose.features.normalized_keypoints)",
     "blazepose_xyzv": "BlazePose-33 x / width, y / height, z_px / width, visibility",
-    "embed": "ML Kit embedding (nodes.embed.mlkit_embedding, 23 x 3) / 100, flattened",
+    "embed": "ML Kit embedding (posegraph.pose.features.mlkit_embedding, 23 x 3) / 100, flattened",
 }
 DEFAULT_WINDOW = 32
 EMBED_SCALE = 0.01
@@ -62,7 +62,7 @@ class ModelDirError(ValueError):
 
 def feature_size(kind: str, layout: str = lm.BLAZEPOSE33) -> int:
     """Values per frame of features `kind` on `layout`: FEATURE_SIZES, except coco_xy on a
-    custom layout, which has only the COCO-17 points it has (nodes.embed.keypoint_names)."""
+    custom layout, which has only the COCO-17 points it has (posegraph.pose.features.keypoint_names)."""
     if kind == "coco_xy" and lm.is_custom(layout):
         return len(emb.keypoint_names(layout))
     return FEATURE_SIZES[kind]
@@ -234,7 +234,7 @@ def load_predictor(model_dir, backend: str = "tflite"):
 
 
 class StreamWindow:
-    """The per-stream state of the `lstm` node (and of classify_clip): features of the last
+    """One person's state in the `lstm` kind (and a clip's in classify_clip): features of the last
     `window` frames, carried-forward features for no-person frames, and the answering rule.
 
     `push(px, layout, width, height)` (px None for no person) returns the window to classify,
@@ -266,6 +266,55 @@ class StreamWindow:
         if self.seen < self.min_frames and len(self.frames) < self.window:
             return None
         return pad_window(np.stack(self.frames), self.window)
+
+
+def packet_points(packet) -> tuple:
+    """(px, layout, width, height) of a landmarks packet (a dict, or a bare (K, 4) array);
+    px None when there is no person, the others None when the packet does not say."""
+    if packet is None or not isinstance(packet, dict):
+        return packet, None, None, None
+    return packet.get("px"), packet.get("layout"), packet.get("width"), packet.get("height")
+
+
+class LstmClassifier:
+    """A model directory loaded for live classification (the `lstm` kind): a `StreamWindow`
+    per person (`new_window`), which people it can take (`unusable`), and the answer for a
+    window (`answer`)."""
+
+    def __init__(self, model_dir, backend: str = "tflite"):
+        self.info, self.predictor = load_predictor(model_dir, backend)
+        self.kind = self.info["features"]
+        self.classes = list(self.info["classes"])
+        self.n_features = int(self.info["n_features"])
+
+    def new_window(self, min_frames: int = 8) -> StreamWindow:
+        return StreamWindow(self.kind, int(self.info["window"]), min_frames)
+
+    def unusable(self, px, layout) -> str | None:
+        """Why a person (landmarks `px` of `layout`; None: nobody) cannot be fed to this model,
+        or None. `blazepose_xyzv` and `embed` need BlazePose-33 points; a custom layout must
+        give as many features as the model takes (coco_xy: all 17 COCO points)."""
+        if px is None:
+            return None
+        if self.kind != "coco_xy":
+            found = layout or lm.layout_of(px)
+            if found != lm.BLAZEPOSE33:
+                return (f"features {self.kind!r} need blazepose33 landmarks, got {found!r}: such people get no "
+                        "answer (coco_xy models work on any layout)")
+        if lm.is_custom(layout):
+            size = feature_size(self.kind, layout)
+            if size != self.n_features:
+                return (f"takes {self.n_features} {self.kind} features per frame, a person of layout {layout!r} "
+                        f"gives {size}: such people get no answer")
+        return None
+
+    def answer(self, window: np.ndarray) -> dict:
+        """The votes packet of one window: {"votes": {class: probability}, "label": the most probable}."""
+        probs = self.predictor(window)
+        return {"votes": {c: float(p) for c, p in zip(self.classes, probs)}, "label": self.classes[int(probs.argmax())]}
+
+    def close(self) -> None:
+        self.predictor = None
 
 
 def classify_clip(model_dir, sequence, backend: str = "tflite", min_frames: int = 1, predictor=None) -> np.ndarray:

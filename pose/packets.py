@@ -19,17 +19,17 @@ scores     (smooth/scores), None when no person: {"scores": {class: EMA-smoothed
 reps       (reps/count), never empty: {"reps": {class: repetitions so far}, "class": name,
             "entered": bool}
 
-Several people: any of these (but frame) may be a multi-person packet (nodes/people.py):
+Several people: any of these (but frame) may be a multi-person packet (posegraph/pose/people.py):
 the first person's packet plus "ids", "people_<field>" and "people_meta". embed, knn,
 smooth, one_euro, reps, lstm and dtw keep their state per (stream, person id) and answer
-for every person (nodes/per_person.py); render draws every person and jsonl writes a
+for every person (their kinds set KEYS = BY_PERSON, posegraph.pose.people); render draws every person and jsonl writes a
 "people" list. COCO-17 landmarks ("layout": "coco17", px 17 x 4, no world) work with
 embed's angles and keypoints, lstm's coco_xy and dtw's angles; the BlazePose-only
 features (embed mlkit, hence knn; lstm blazepose_xyzv and embed; dtw embed) skip such
 people per frame and count `wrong_layout`. A custom keypoint model (pose model custom:PATH)
 emits its own keypoints: "coco17" when they are COCO-17's, else "layout":
 "custom:<name>,<name>,..." with px k x 4 and "names"; embed's angles and keypoints use the
-joints present (nodes/landmarks.names_of), and a classifier built for another feature size
+joints present (posegraph/pose/landmarks.names_of), and a classifier built for another feature size
 skips the person (`wrong_layout`).
 """
 from __future__ import annotations

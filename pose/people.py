@@ -13,9 +13,9 @@ single-person consumer keeps working unchanged) plus, for all P people in the fr
 Fields that are the same for everyone (width, height, layout, pts_ms, kind) stay at the
 top level once. A packet without "ids" is one person with id 0.
 
-`split` turns any packet into [(id, single-person dict)], `merge` does the reverse, and
-`PerPerson` makes a single-person node kind work per person: its state is kept per
-(stream, person id), as it is kept per stream today.
+`split` turns any packet into [(id, single-person dict)] and `merge` does the reverse.
+`BY_PERSON`, a kind's `KEYS` (posegraph.node.Node.KEYS), has the engine do both around a
+single-person `process`, keeping the kind's state per (stream, person id) (posegraph.keyed).
 """
 from __future__ import annotations
 
@@ -84,54 +84,3 @@ class ByPerson:
 
 BY_PERSON = ByPerson()
 
-
-class PerPerson:
-    """Mixin: write `process_person(inputs, ctx, key)` for one person (inputs hold that
-    person's packet on every port, None where a port has nothing for them; `key` is
-    (stream, person id) for keyed state) and get `process` for every person in a frame.
-    A person missing from a frame is still called, with None, for PERSON_TIMEOUT frames
-    (then `retire_person`), as single-person nodes are called on frames with nobody.
-
-    The person ids come from the `PERSON_PORT` input (the first declared input by
-    default). Outputs are merged per port with `merge`.
-    """
-
-    PERSON_PORT: str | None = None
-    PERSON_TIMEOUT = 30  # frames a person may be missing before their state is dropped
-
-    def process(self, inputs, ctx):
-        port = self.PERSON_PORT or next(iter(self.INPUTS))
-        per_port = {name: dict(split(value)) for name, value in inputs.items()}
-        present = list(per_port.get(port, {}))
-        # people seen lately but not in this frame still get a call (with None), as a
-        # single-person node is called on frames without a person: smoothing decays,
-        # windows note the gap, counters hold
-        seen = self.__dict__.setdefault("_people_seen", {})
-        for person_id in present:
-            seen[ctx.stream, person_id] = ctx.seq
-        # (id 0, the single-person path's one person, is never retired: as before)
-        missing = [pid for (stream, pid), last in list(seen.items())
-                   if stream == ctx.stream and pid not in present and (pid == 0 or ctx.seq - last <= self.PERSON_TIMEOUT)]
-        for (stream, pid), last in list(seen.items()):
-            if stream == ctx.stream and pid != 0 and ctx.seq - last > self.PERSON_TIMEOUT:
-                del seen[stream, pid]
-                self.retire_person((stream, pid))
-        multi = self.__dict__.setdefault("_people_multi", set())
-        if any(pid != 0 for pid in present) and ctx.stream not in multi:
-            multi.add(ctx.stream)  # tracked people from now on: the single-person slot goes
-            if seen.pop((ctx.stream, 0), None) is not None:
-                self.retire_person((ctx.stream, 0))
-            missing = [pid for pid in missing if pid != 0]
-        ids = present + sorted(missing)
-        if not ids and ctx.stream not in multi:
-            ids = [0]  # nobody yet: called with None, exactly as a single-person node always was
-        results: dict[str, list] = {}
-        for person_id in ids:
-            one = {name: people.get(person_id, people.get(0) if len(people) == 1 else None) for name, people in per_port.items()}
-            out = self.process_person(one, ctx, (ctx.stream, person_id)) or {}
-            for name, value in out.items():
-                results.setdefault(name, []).append((person_id, value))
-        return {name: merge(items) for name, items in results.items()}
-
-    def retire_person(self, key) -> None:
-        """Drop the state kept for `key` = (stream, person id): they have been gone a while."""

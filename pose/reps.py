@@ -28,3 +28,7 @@ class RepetitionCounter:
             self.count += 1
             self.entered = False
         return self.count
+
+    def packet(self) -> dict:
+        """The reps packet (posegraph/pose/packets.py): the count so far and whether the pose is entered."""
+        return {"reps": {self.class_name: self.count}, "class": self.class_name, "entered": self.entered}

@@ -1,4 +1,4 @@
-"""Import landmark sequences users already have into Sequence objects (nodes/sequences.py).
+"""Import landmark sequences users already have into Sequence objects (posegraph/pose/sequences.py).
 
     runner.py import-sequences mediapipe-txt FOLDER|FILE.txt -o DATA.npz [--width W --height H --fps F]
     runner.py import-sequences mhad FOLDER|X_FILE.txt -o DATA.npz [--classes A,B,...] [--frames-per-sequence 32]
@@ -18,7 +18,7 @@ mhad: the Berkeley MHAD 2-D pose layout of the Detectron2/OpenPose + LSTM write-
     `X_<name>.txt`, one frame per row, 18 OpenPose keypoints as 36 comma-separated numbers
     (x, y in pixels), 32 consecutive rows per sequence; `y_<name>.txt`, one class id per
     sequence, 1-based into MHAD_CLASSES (overridable). Keypoints are converted to COCO-17
-    (nodes.landmarks; the neck is dropped): layout "coco17", z 0, visibility 1. OpenPose writes
+    (posegraph.pose.landmarks; the neck is dropped): layout "coco17", z 0, visibility 1. OpenPose writes
     (0, 0) for a keypoint it did not find: such a keypoint becomes x, y, z NaN with visibility
     0, and a frame where every keypoint is missing is all NaN (the "no person" convention).
     clip_id "X_<name>.txt#<n>" (n from 0). The files carry no video identity: consecutive

@@ -3,7 +3,7 @@
     runner.py extract ROOT -o DATA.npz [--complexity N]
 
 A `Sequence` is one clip's landmarks, frame by frame: `points` float32 (T, K, 4) holding
-x_px, y_px, z_px (z scaled like x: z * width, the ML Kit convention of nodes/packets.py;
+x_px, y_px, z_px (z scaled like x: z * width, the ML Kit convention of posegraph/pose/packets.py;
 0 for 2-D data) and visibility. A frame where nobody was found is all NaN, so T is always
 the clip's frame count and time stays regular.
 
@@ -23,8 +23,8 @@ A data set is ONE compressed .npz written by `save_dataset` (no pickle anywhere)
 temporary name next to the target and renamed over it, so a crash never leaves half a file.
 
 Extraction (`extract`, `extract_clip`): ROOT/<class>/<clip>.(mp4|avi|mov|gif) -> BlazePose on
-every frame with the pose node's own code and default params (nodes.blazepose.BlazePose in
-tracking mode, exactly what nodes.pose.Pose runs), a fresh tracker per clip so no state
+every frame with the pose node's own code and default params (posegraph.pose.backends.blazepose.BlazePose in
+tracking mode, exactly what the pose kind runs), a fresh tracker per clip so no state
 leaks from one clip into the next. A clip that cannot be read (not a video, corrupt, no
 frames) gets one warning line and is skipped; the run goes on. The data set is saved after
 every clip (spaced out only when a save gets slow: at most a tenth of the run goes to
@@ -289,11 +289,12 @@ def open_clip(path) -> tuple[int, float, Iterator[np.ndarray]]:
 
 
 def _pose_params(complexity: int) -> dict:
-    """The pose node's own defaults (nodes.pose.Pose.PARAMS), tracking, with the chosen model."""
-    from posegraph.nodes.pose import Pose
+    """The pose kind's own defaults (posegraph.pose.estimator.PoseOptions), tracking, with the chosen model."""
+    from posegraph.pose.estimator import PoseOptions
 
+    defaults = PoseOptions()
     own = ("static_image_mode", "model_complexity", "smooth_landmarks", "min_detection_confidence", "min_tracking_confidence")
-    params = {name: Pose.PARAMS[name].default for name in own}  # the single-person BlazePose path's params only
+    params = {name: getattr(defaults, name) for name in own}  # the single-person BlazePose path's params only
     params.update(static_image_mode=False, model_complexity=int(complexity))
     return params
 
@@ -359,13 +360,7 @@ def run_extract(root, out_path, complexity=1, progress=True, log: Callable[[str]
             todo.append((path, label, clip_id))
 
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())

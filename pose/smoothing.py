@@ -3,7 +3,8 @@
 `smooth` is the write-up's EMADictSmoothing: per-frame KNN votes flicker between classes
 near a pose boundary, and the repetition counter needs a steadier signal. `one_euro` is the
 One Euro filter (Casiez, Roussel, Vogel, CHI 2012) on every landmark coordinate: strong
-smoothing while a landmark is still, little lag when it moves fast.
+smoothing while a landmark is still, little lag when it moves fast; `LandmarksFilter` applies
+it to one person's landmarks packets.
 """
 from __future__ import annotations
 
@@ -92,3 +93,64 @@ def object_scale(points: np.ndarray) -> float:
     """The body's size for scaling derivatives: mean of the x and y extents (MediaPipe's choice)."""
     extent = points[:, :2].max(axis=0) - points[:, :2].min(axis=0)
     return float(extent.mean())
+
+
+class LandmarksFilter:
+    """One Euro filtering of one person's landmarks packets (posegraph/pose/packets.py), with
+    that person's own frame clock: the state `one_euro` keeps per (stream, person id).
+
+    px and world are filtered (x, y, z; visibility passes through) with derivatives measured
+    in body sizes per second (`object_scale`); norm is then recomputed from px (norm = px /
+    [width, height, width]) so the two stay consistent, or filtered on its own when the
+    packet has no width and height. dt is the spacing of the capture times given to
+    `__call__`, or 1 / fps when `fps` > 0 (for files replayed faster than real time); equal
+    or missing times keep the last step. A frame without the person resets the filters: the
+    next person starts fresh instead of being dragged from where the last one was.
+    """
+
+    def __init__(self, min_cutoff: float = 0.05, beta: float = 80.0, d_cutoff: float = 1.0, fps: float = 0.0):
+        self.px_filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
+        self.world_filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
+        self.norm_filter = OneEuroFilter(min_cutoff, beta, d_cutoff)
+        self.fps = float(fps)
+        self.last_ns = None
+        self.last_dt = 1.0 / 30.0
+
+    def reset(self) -> None:
+        self.px_filter.reset()
+        self.world_filter.reset()
+        self.norm_filter.reset()
+        self.last_ns = None
+
+    def _dt(self, capture_ns: int) -> float:
+        if self.fps > 0:
+            return 1.0 / self.fps
+        if self.last_ns is not None and capture_ns and capture_ns > self.last_ns:
+            self.last_dt = (capture_ns - self.last_ns) / 1e9
+        self.last_ns = capture_ns or self.last_ns
+        return self.last_dt
+
+    def __call__(self, packet: dict | None, capture_ns: int = 0) -> dict | None:
+        """The packet with px, norm and world filtered; None (and a reset) for no person."""
+        if packet is None or packet.get("px") is None:
+            self.reset()
+            return None
+        dt = self._dt(capture_ns)
+        out = dict(packet)
+        px = np.asarray(packet["px"], dtype=np.float32)
+        new_px = px.copy()
+        new_px[:, :3] = self.px_filter(px[:, :3], dt, object_scale(px))
+        out["px"] = new_px
+        width, height = packet.get("width"), packet.get("height")
+        if packet.get("norm") is not None:
+            norm = np.array(packet["norm"], dtype=np.float32)
+            if width and height:
+                norm[:, :3] = new_px[:, :3] / np.array([width, height, width], dtype=np.float32)
+            else:
+                norm[:, :3] = self.norm_filter(norm[:, :3], dt, object_scale(norm))
+            out["norm"] = norm
+        if packet.get("world") is not None:
+            world = np.array(packet["world"], dtype=np.float32)
+            world[:, :3] = self.world_filter(world[:, :3], dt, object_scale(world))
+            out["world"] = world
+        return out

@@ -1,8 +1,8 @@
 """Person ids that stay the same from frame to frame: `PeopleTracker`.
 
-A library (no Node). The pose node keeps one tracker per stream and calls `update` with the
-people of each frame; it returns one id per person. Ids are ints from 1 up, never reused
-(0 is the single-person path's id, see nodes/people.py).
+A library (no Node). Each stream's posegraph.pose.estimator.PoseStream keeps one and calls
+`update` with the people of each frame; it returns one id per person. Ids are ints from 1 up,
+never reused (0 is the single-person path's id, see posegraph/pose/people.py).
 
 Association, per frame: a cost for every (tracked person, found person) pair,
 

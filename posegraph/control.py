@@ -34,6 +34,16 @@ def _unpack(raw: bytes) -> dict | None:
     return message if isinstance(message, dict) else None
 
 
+def _waiting(socket) -> list[list[bytes]]:
+    """Every multipart message waiting on `socket` now."""
+    got = []
+    while True:
+        try:
+            got.append(socket.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            return got
+
+
 class ControlServer:
     """The supervisor's end: receive every process's reports, answer one, or tell all."""
 
@@ -49,14 +59,11 @@ class ControlServer:
     def receive(self) -> list[tuple[bytes, dict]]:
         """Every report waiting now: [(sender identity, message)]; malformed ones are skipped."""
         got = []
-        while True:
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return got
+        for frames in _waiting(self.socket):
             message = _unpack(frames[-1]) if len(frames) == 2 else None
             if message is not None:
                 got.append((frames[0], message))
+        return got
 
     def send(self, identity: bytes, kind: str, **fields) -> None:
         try:
@@ -86,15 +93,8 @@ class ControlClient:
 
     def receive(self) -> list[dict]:
         """Every message from the supervisor waiting now."""
-        got = []
-        while True:
-            try:
-                raw = self.socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return got
-            message = _unpack(raw)
-            if message is not None:
-                got.append(message)
+        messages = [_unpack(frames[-1]) for frames in _waiting(self.socket)]
+        return [message for message in messages if message is not None]
 
     def close(self) -> None:
         self.socket.close()

@@ -75,6 +75,7 @@ class NodeHarness:
         self.logs: list[str] = []
         self._handler = _Collect(self.logs)
         self.ctx.logger.addHandler(self._handler)
+        self.ctx.logger.setLevel(logging.INFO)  # `logs` holds what a node process would print
         self._next_seq: dict[int, int] = {}
         self.opened = False
 

@@ -5,7 +5,7 @@ source node and a recording sink.
 (x, y, z) pixels, 720 x 1280; three squats: frames ~0-20, 22-44, 50-64) with visibility 1.
 `arm_motion(...)` keeps the standing pose of frame 22 and moves both arms (shoulder and
 elbow angles over time): motions that look nothing like a squat. `Landmarks` replays
-either as landmarks packets (nodes/packets.py), with chosen frames sent empty (no person);
+either as landmarks packets (posegraph/pose/packets.py), with chosen frames sent empty (no person);
 `Record` writes one JSON line per packet it gets (null for an empty one).
 """
 import json

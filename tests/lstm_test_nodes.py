@@ -1,7 +1,7 @@
 """User node kinds for the LSTM node's graph test: a landmarks source and a recording sink.
 
 `SquatClip` replays Google's reference landmarks of pose_squats.mp4 (65 frames x 33 x
-(x, y, z) in pixels, 720 x 1280, visibility 1) as landmarks packets (nodes/packets.py), with
+(x, y, z) in pixels, 720 x 1280, visibility 1) as landmarks packets (posegraph/pose/packets.py), with
 the frames listed in `gaps` sent empty (no person). `RecordVotes` writes one JSON line per
 packet: {"seq": n, "votes": packet or null}.
 """

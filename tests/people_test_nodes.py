@@ -38,7 +38,7 @@ def source_frame(person: int, i: int) -> int:
 def person_packet(person: int, i: int, layout: str = "blazepose33", width: int = SCENE_WIDTH) -> dict:
     """Person 1 or 2's single-person landmarks packet at scene frame i, in scene pixels
     (person 2 moved right by the clip's width). layout "coco17": the 17 COCO points of the
-    same landmarks (nodes/landmarks.py), no world, as a COCO-17 pose model gives them."""
+    same landmarks (posegraph/pose/landmarks.py), no world, as a COCO-17 pose model gives them."""
     px = clip_points()[source_frame(person, i)].copy()
     if person == 2:
         px[:, 0] += WIDTH

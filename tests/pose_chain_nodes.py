@@ -1,7 +1,7 @@
 """User node kinds for the pose-chain graph test: a landmarks source and a recording sink.
 
 `SquatLandmarks` replays Google's reference landmarks of pose_squats.mp4 (65 frames x 33 x
-(x, y, z) in pixels, 720 x 1280) as landmarks packets (nodes/packets.py), with chosen frames
+(x, y, z) in pixels, 720 x 1280) as landmarks packets (posegraph/pose/packets.py), with chosen frames
 sent empty (no person), so embed -> knn -> smooth -> reps can run in a real graph without
 the pose model. `Record` writes one JSON line per packet of what reached it.
 """

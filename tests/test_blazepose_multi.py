@@ -1,7 +1,7 @@
-"""nodes/blazepose_multi.py: multi-person BlazePose from the mediapipe wheel's two TFLite models.
+"""posegraph/pose/backends/blazepose_multi.py: multi-person BlazePose from the mediapipe wheel's two TFLite models.
 
 Checked against Google's reference landmarks for pose.jpg, against the single-person path
-(nodes/blazepose.py, mediapipe's own graph), on a COCO photo with three people, on the squats
+(posegraph/pose/backends/blazepose.py, mediapipe's own graph), on a COCO photo with three people, on the squats
 clip in tracking mode, and the detector decode / weighted NMS on synthetic tensors.
 Error measure for the px checks: mean Euclidean distance over the 33 landmarks.
 """

@@ -18,6 +18,7 @@ from posegraph.pose import lstm as M
 from posegraph.pose.training import lstm as T
 from posegraph.pose.features import ANGLE_NAMES, LayoutError, angle_names, joint_angles, keypoint_names, normalized_keypoints
 from posegraph.nodes.embed import Embed
+from posegraph.testing import NodeHarness
 
 DATA = ROOT / "data" / "google_pose_reference"
 WIDTH, HEIGHT, FRAMES = 720, 1280, 65
@@ -45,7 +46,7 @@ def subset(names, points=POINTS) -> np.ndarray:
 
 
 def packet(names, frame: int) -> dict:
-    """A custom backend's single-person landmarks packet (nodes/pose.py's COCO-17 form)."""
+    """A custom backend's single-person landmarks packet (posegraph.pose.estimator.coco_packet's form)."""
     px = subset(names, POINTS[frame])
     xy = px[:, :2]
     return {"px": px, "norm": px / np.float32([WIDTH, HEIGHT, 1, 1]), "width": WIDTH, "height": HEIGHT,
@@ -60,38 +61,15 @@ def coco_packet(frame: int) -> dict:
     return out
 
 
-class Ctx:
-    """What the nodes ask of the engine's context, for direct calls."""
-
-    def __init__(self):
-        self.stream, self.seq, self.capture_ns = 0, 0, 0
-        self.counters, self.logs = {}, []
-
-    def count(self, name, n=1):
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def log(self, message):
-        self.logs.append(message)
-
-    def alloc(self, port, shape, dtype=np.uint8, name=""):
-        return np.empty(shape, dtype)
-
-    def graph_fps(self):
-        return {}
+def feed(kind, params, packets):
+    """A node of `kind` given the landmarks packets frame by frame: (its outputs, the
+    harness, whose `counters` and `logs` say what it counted and logged)."""
+    with NodeHarness(kind, params) as node:
+        outs = [node.process({"landmarks": p}) for p in packets]
+    return outs, node
 
 
-def feed(node, packets, ctx=None):
-    """Open `node` and give it the landmarks packets frame by frame; its outputs."""
-    ctx = ctx or Ctx()
-    node.open(ctx)
-    outs = []
-    for i, p in enumerate(packets):
-        ctx.seq = i
-        outs.append(node.process({"landmarks": p}, ctx))
-    return outs, ctx
-
-
-# ----- nodes/landmarks.py ------------------------------------------------------------------
+# ----- posegraph/pose/landmarks.py --------------------------------------------------------------
 def test_custom_layout_string_lists_the_names_and_exact_known_orders_stay_known():
     layout = lm.custom_layout(UPPER)
     assert layout == "custom:" + ",".join(UPPER) and layout.startswith(lm.CUSTOM_PREFIX)
@@ -152,7 +130,7 @@ def test_connections_of_custom_layout_are_the_blazepose_edges_between_present_po
     assert lm.connections_of(lm.custom_layout(["left_shoulder", "left_wrist"])) == ()
 
 
-# ----- nodes/embed.py ----------------------------------------------------------------------
+# ----- posegraph/pose/features.py and embed ------------------------------------------------------------------
 def test_angles_on_full_coco_subset_equal_coco17_angles():
     layout = lm.custom_layout(SHUFFLED_COCO)
     assert angle_names(layout) == ANGLE_NAMES
@@ -219,32 +197,33 @@ def test_a_layout_without_coco_points_or_angles_raises_a_clear_layout_error():
 
 def test_embed_node_gives_the_angles_and_keypoints_a_custom_layout_has():
     for kind, expected in (("angles", joint_angles), ("keypoints", normalized_keypoints)):
-        outs, ctx = feed(Embed({"kind": kind}), [packet(UPPER, i) for i in range(5)])
+        outs, node = feed(Embed, {"kind": kind}, [packet(UPPER, i) for i in range(5)])
         for i, out in enumerate(outs):
             vector = out["features"]["vector"]
             assert vector.dtype == np.float32
             np.testing.assert_allclose(vector, expected(subset(UPPER, POINTS[i]), lm.custom_layout(UPPER)), atol=1e-6)
-        assert ctx.counters == {}
+        assert node.counters == {}
 
 
 def test_embed_node_skips_custom_layout_without_coco_names():
     for kind, says in (("angles", "no joint angle"), ("keypoints", "none of the COCO-17 keypoints")):
-        outs, ctx = feed(Embed({"kind": kind}), [packet(HANDS, i) for i in range(3)])
+        outs, node = feed(Embed, {"kind": kind}, [packet(HANDS, i) for i in range(3)])
         assert outs == [{}, {}, {}]
-        assert ctx.counters == {"wrong_layout": 3}
-        assert len(ctx.logs) == 1 and says in ctx.logs[0] and lm.custom_layout(HANDS) in ctx.logs[0]
+        assert node.counters == {"wrong_layout": 3}
+        assert len(node.logs) == 1 and says in node.logs[0] and lm.custom_layout(HANDS) in node.logs[0]
     # mlkit needs BlazePose-33 or COCO-17: skipped too, and the message says which kinds work
-    outs, ctx = feed(Embed({"kind": "mlkit"}), [packet(SHUFFLED_COCO, 0)])
-    assert outs == [{}] and ctx.counters == {"wrong_layout": 1}
-    assert "angles and keypoints work on any layout" in ctx.logs[0]
+    outs, node = feed(Embed, {"kind": "mlkit"}, [packet(SHUFFLED_COCO, 0)])
+    assert outs == [{}] and node.counters == {"wrong_layout": 1}
+    assert "angles and keypoints work on any layout" in node.logs[0]
 
 
 # ----- DTW and LSTM ------------------------------------------------------------------------
 def dtw_node(templates="models/dtw_exercises.npz"):
+    """(the dtw kind, its params) for `feed`."""
     from posegraph.nodes.dtw import Dtw
 
-    return Dtw({"templates": str(templates), "window": 45, "every": 5, "batch": 4, "band": 10, "threshold": 0.0,
-                "min_frames": 15})
+    return Dtw, {"templates": str(templates), "window": 45, "every": 5, "batch": 4, "band": 10, "threshold": 0.0,
+                 "min_frames": 15}
 
 
 def test_dtw_node_skips_a_custom_layout_with_fewer_angles_than_the_templates():
@@ -253,12 +232,12 @@ def test_dtw_node_skips_a_custom_layout_with_fewer_angles_than_the_templates():
     layout = lm.custom_layout(UPPER)
     assert feature_size("angles", layout) == 2 and feature_size("angles") == 9
     assert features(subset(UPPER), layout, "angles").shape == (FRAMES, 2)
-    outs, ctx = feed(dtw_node(), [packet(UPPER, i) for i in range(FRAMES)])
-    assert all(o == {} for o in outs) and ctx.counters == {"wrong_layout": FRAMES}
-    assert len(ctx.logs) == 1 and "hold 9 angles features" in ctx.logs[0] and "gives 2" in ctx.logs[0]
+    outs, node = feed(*dtw_node(), [packet(UPPER, i) for i in range(FRAMES)])
+    assert all(o == {} for o in outs) and node.counters == {"wrong_layout": FRAMES}
+    assert len(node.logs) == 1 and "hold 9 angles features" in node.logs[0] and "gives 2" in node.logs[0]
     # every COCO-17 point, in any order: the same answers as the COCO-17 packets
-    custom, _ = feed(dtw_node(), [packet(SHUFFLED_COCO, i) for i in range(FRAMES)])
-    coco, _ = feed(dtw_node(), [coco_packet(i) for i in range(FRAMES)])
+    custom, _ = feed(*dtw_node(), [packet(SHUFFLED_COCO, i) for i in range(FRAMES)])
+    coco, _ = feed(*dtw_node(), [coco_packet(i) for i in range(FRAMES)])
     assert sum(bool(o) for o in coco) == FRAMES - 14
     for a, b in zip(custom, coco):
         assert a.keys() == b.keys()
@@ -276,30 +255,31 @@ def test_dtw_templates_recorded_from_a_custom_layout_answer_it_and_skip_blazepos
     templates = record_templates_from_sequences(clips, "angles")
     assert templates.sequences[0].shape[1] == 2
     templates.save(tmp_path / "arms.npz")
-    outs, ctx = feed(dtw_node(tmp_path / "arms.npz"), [packet(UPPER, i) for i in range(FRAMES)])
-    assert ctx.counters.get("wrong_layout", 0) == 0 and outs[-1]["votes"]["label"] in ("down", "up", "unknown")
-    outs, ctx = feed(dtw_node(tmp_path / "arms.npz"), [{**coco_packet(i)} for i in range(3)])
-    assert outs == [{}, {}, {}] and ctx.counters == {"wrong_layout": 3}
-    assert "hold 2 angles features" in ctx.logs[0] and "'coco17' gives 9" in ctx.logs[0]
+    outs, node = feed(*dtw_node(tmp_path / "arms.npz"), [packet(UPPER, i) for i in range(FRAMES)])
+    assert node.counters.get("wrong_layout", 0) == 0 and outs[-1]["votes"]["label"] in ("down", "up", "unknown")
+    outs, node = feed(*dtw_node(tmp_path / "arms.npz"), [{**coco_packet(i)} for i in range(3)])
+    assert outs == [{}, {}, {}] and node.counters == {"wrong_layout": 3}
+    assert "hold 2 angles features" in node.logs[0] and "'coco17' gives 9" in node.logs[0]
 
 
 def lstm_node():
+    """(the lstm kind, its params) for `feed`."""
     from posegraph.nodes.lstm import Lstm
 
-    return Lstm({"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8})
+    return Lstm, {"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}
 
 
 def test_lstm_node_skips_a_custom_layout_with_fewer_keypoints_than_the_model():
     layout = lm.custom_layout(UPPER)
     assert M.feature_size("coco_xy", layout) == 12 and M.feature_size("coco_xy", lm.COCO17) == 34
     assert M.features(subset(UPPER), layout, "coco_xy").shape == (FRAMES, 12)
-    outs, ctx = feed(lstm_node(), [packet(UPPER, i) for i in range(20)])
-    assert all(o == {} for o in outs) and ctx.counters == {"wrong_layout": 20}
-    assert len(ctx.logs) == 1 and "takes 34 coco_xy features" in ctx.logs[0] and "gives 12" in ctx.logs[0]
+    outs, node = feed(*lstm_node(), [packet(UPPER, i) for i in range(20)])
+    assert all(o == {} for o in outs) and node.counters == {"wrong_layout": 20}
+    assert len(node.logs) == 1 and "takes 34 coco_xy features" in node.logs[0] and "gives 12" in node.logs[0]
     # every COCO-17 point, in any order: the same probabilities as the COCO-17 packets
-    custom, ctx = feed(lstm_node(), [packet(SHUFFLED_COCO, i) for i in range(FRAMES)])
-    coco, _ = feed(lstm_node(), [coco_packet(i) for i in range(FRAMES)])
-    assert ctx.counters.get("wrong_layout", 0) == 0 and sum(bool(o) for o in coco) == FRAMES - 7
+    custom, node = feed(*lstm_node(), [packet(SHUFFLED_COCO, i) for i in range(FRAMES)])
+    coco, _ = feed(*lstm_node(), [coco_packet(i) for i in range(FRAMES)])
+    assert node.counters.get("wrong_layout", 0) == 0 and sum(bool(o) for o in coco) == FRAMES - 7
     for a, b in zip(custom, coco):
         assert a.keys() == b.keys()
         if a:
@@ -327,13 +307,13 @@ def test_render_draws_a_custom_packet_on_a_real_frame_at_its_keypoints():
 
     i = 30
     image = clip_frame(i)
-    node = Render({"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0})
-    ctx = Ctx()
-    node.open(ctx)
     names = UPPER + ("nose",)
     pkt = packet(names, i)
-    drawn = node.process({"frame": {"image": image, "pts_ms": 0.0, "index": i}, "landmarks": pkt}, ctx)["frame"]["image"]
-    assert ctx.counters == {} and ctx.logs == []
+    short = dict(pkt, px=pkt["px"][:3])  # rows that do not match the layout
+    with NodeHarness(Render, {"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0}) as node:
+        drawn = node.process({"frame": {"image": image, "pts_ms": 0.0, "index": i}, "landmarks": pkt})["frame"]["image"]
+        assert node.counters == {} and node.logs == []
+        out = node.process({"frame": {"image": image, "pts_ms": 0.0, "index": i}, "landmarks": short})["frame"]["image"]
     changed = np.abs(drawn.astype(int) - image).sum(axis=2) > 60
     for x, y in pkt["px"][:, :2].round().astype(int):  # every keypoint gets its dot
         assert changed[y - 2:y + 3, x - 2:x + 3].any(), (x, y)
@@ -346,24 +326,17 @@ def test_render_draws_a_custom_packet_on_a_real_frame_at_its_keypoints():
     for x, y in knees:
         assert not changed[y - 8:y + 9, x - 8:x + 9].any()
     # a packet whose rows do not match its layout is not drawn (warned once, counted)
-    short = dict(pkt, px=pkt["px"][:3])
-    out = node.process({"frame": {"image": image, "pts_ms": 0.0, "index": i}, "landmarks": short}, ctx)["frame"]["image"]
-    assert np.array_equal(out, image) and ctx.counters == {"bad_landmarks": 1}
+    assert np.array_equal(out, image) and node.counters == {"bad_landmarks": 1}
 
 
 def test_jsonl_records_name_the_points_of_a_custom_layout(tmp_path):
     from posegraph.pose.people import merge
     from posegraph.nodes.sinks import JsonLines
 
-    node = JsonLines({"path": str(tmp_path / "r.jsonl")})
-    ctx = Ctx()
-    node.open(ctx)
-    node.process({"landmarks": packet(UPPER, 0)}, ctx)
-    ctx.seq = 1
-    node.process({"landmarks": coco_packet(1)}, ctx)
-    ctx.seq = 2
-    node.process({"landmarks": merge([(1, packet(UPPER, 2)), (2, packet(UPPER, 3))])}, ctx)
-    node.close()
+    with NodeHarness(JsonLines, {"path": str(tmp_path / "r.jsonl")}) as node:
+        node.process({"landmarks": packet(UPPER, 0)})
+        node.process({"landmarks": coco_packet(1)})
+        node.process({"landmarks": merge([(1, packet(UPPER, 2)), (2, packet(UPPER, 3))])})
     records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     layout = lm.custom_layout(UPPER)
     assert records[0]["layout"] == layout and len(records[0]["landmarks"]) == 6

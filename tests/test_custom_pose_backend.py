@@ -1,4 +1,4 @@
-"""The `custom` pose backend (nodes/custom_pose.py) inside real graphs: `pose` with
+"""The `custom` pose backend (posegraph/pose/backends/custom.py) inside real graphs: `pose` with
 `model: custom:PATH` on a model just trained by `runner.py train-keypoints`.
 
 Two tiny models are trained once for the module (in parallel, ~30 s): a COCO-17 one on the

@@ -1,4 +1,4 @@
-"""DTW classifier (nodes/dtw.py): the distance against a plain Python reference, bands,
+"""DTW classifier (posegraph/pose/dtw.py): the distance against a plain Python reference, bands,
 features, the vote rule, the templates file, the dtw-templates command, and the node in
 real graphs run through the CLI."""
 import io
@@ -12,6 +12,7 @@ import pytest
 from dtw_test_nodes import arm_swing, squat_points, waving
 from posegraph.pose.dtw import UNKNOWN, Templates, TemplatesError, classify, dtw_distance, dtw_distances, features, load_templates, record_templates_from_sequences, vote
 from posegraph.pose.sequences import Sequence, save_dataset
+from posegraph.testing import NodeHarness
 
 
 def reference_dtw(a, b, band=None):
@@ -284,13 +285,6 @@ def test_dtw_node_with_a_missing_templates_file_stops_the_graph_with_one_line(gr
     assert "params.templates" in line and "no such templates file" in line
 
 
-class _Ctx:
-    stream = 0
-
-    def count(self, name, n=1):
-        pass
-
-
 def test_a_slow_camera_is_brought_to_the_templates_frame_rate_by_its_timestamps(tmp_path):
     """Templates are kept at 30 frames/s; a 5 frames/s stream's query is resampled by its
     timestamps to the same rate, so it covers the same 1.5 s of motion as a template
@@ -306,12 +300,12 @@ def test_a_slow_camera_is_brought_to_the_templates_frame_rate_by_its_timestamps(
     templates = Templates(kind="angles", params={"fps": TEMPLATE_FPS}, labels=["a"], sequences=[motion(30, 1.5)])
     path = tmp_path / "t.npz"
     templates.save(path)
-    node = Dtw({"templates": str(path), "window": 45, "every": 1, "batch": 1, "band": 10, "threshold": 0.0, "min_frames": 8})
-    node.open(_Ctx())
-    node._vector = lambda packet: packet["vector"]  # the motion is given as features directly
-    for i, vector in enumerate(motion(5, 12.0)):  # 60 frames at 5 frames/s
-        node.process({"landmarks": {"vector": vector, "pts_ms": i * 200.0}}, _Ctx())
-    query = node._query(node.streams[0])
+    with NodeHarness(Dtw, {"templates": str(path), "window": 45, "every": 1, "batch": 1, "band": 10, "threshold": 0.0,
+                           "min_frames": 8}) as node:
+        node.node.dtw.vector = lambda packet: packet["vector"]  # the motion is given as features directly
+        for i, vector in enumerate(motion(5, 12.0)):  # 60 frames at 5 frames/s
+            node.process({"landmarks": {"vector": vector, "pts_ms": i * 200.0}})
+        query = node.keyed.states[0, 0].query()  # the window of stream 0's one person (id 0)
     end = round(11.8 * 30)  # the last frame's time, 11.8 s, at 30 frames/s
     truth = motion(30, 12.0)[end - 44:end + 1]  # the same 1.5 s of motion
     assert query.shape == (45, 2)

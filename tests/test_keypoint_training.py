@@ -1,5 +1,5 @@
-"""Training a custom keypoint model (nodes/keypoint_data.py, nodes/keypoint_model.py,
-nodes/keypoint_train.py) on real frames, and what it is worth on frames it never saw.
+"""Training a custom keypoint model (posegraph.pose.training.keypoint_data and keypoint_model,
+`posegraph train-keypoints`) on real frames, and what it is worth on frames it never saw.
 
 Data: Google's bundled clip data/google_pose_reference/pose_squats.mp4 (65 frames, 720 x
 1280, a woman doing two squats) and its reference landmarks pose_squats.full.json

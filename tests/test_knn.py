@@ -21,6 +21,7 @@ from posegraph.pose import landmarks as lm  # noqa: E402
 from posegraph.nodes.knn import Knn
 from posegraph.pose.knn import KnnClassifier, SamplesError, find_outliers, leave_one_out_accuracy, load_samples, top_classes
 from posegraph import NodeOpenError  # noqa: E402
+from posegraph.testing import NodeHarness
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
@@ -148,23 +149,22 @@ def test_malformed_rows_are_reported_with_file_and_line(tmp_path):
 # ----- the node -----------------------------------------------------------------------------
 def test_knn_node_finds_the_bundled_samples_from_any_directory_and_votes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    node = Knn({"samples": "data/mlkit/fitness_pose_samples.csv", "top_n_by_max": 30, "top_n_by_mean": 10})
-    node.open(None)
-    embed = Embed({"kind": "mlkit"})
-    embed.open(None)
     frame = squat_frames()[0].astype(np.float32)
     px = np.concatenate([frame, np.ones((33, 1), np.float32)], axis=1)
-    features = embed.process({"landmarks": {"px": px, "layout": "blazepose33"}}, None)["features"]
-    votes = node.process({"features": features}, None)["votes"]["votes"]
-    assert votes == {"squats_up": 10}  # the clip starts standing
-    assert node.process({"features": None}, None) == {}
+    with NodeHarness(Embed, {"kind": "mlkit"}) as embed:
+        features = embed.process({"landmarks": {"px": px, "layout": "blazepose33"}})["features"]
+    with NodeHarness(Knn, {"samples": "data/mlkit/fitness_pose_samples.csv", "top_n_by_max": 30, "top_n_by_mean": 10}) as node:
+        votes = node.process({"features": features})["votes"]["votes"]
+        assert votes == {"squats_up": 10}  # the clip starts standing
+        assert node.process({"features": None}) == {}
 
 
 def test_knn_node_that_cannot_load_its_samples_names_the_param(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    node = Knn({"samples": "missing.csv", "top_n_by_max": 30, "top_n_by_mean": 10})
+    node = NodeHarness(Knn, {"samples": "missing.csv", "top_n_by_max": 30, "top_n_by_mean": 10})
     with pytest.raises(NodeOpenError) as err:
-        node.open(None)
+        node.open()
+    node.close()
     assert err.value.field == "params.samples" and "missing.csv: no such file" in str(err.value)
 
 

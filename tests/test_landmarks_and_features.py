@@ -9,6 +9,7 @@ from posegraph.pose import landmarks as lm
 from posegraph.pose.features import ANGLE_NAMES, MLKIT_PAIRS, joint_angles, mlkit_embedding, mlkit_embeddings, mlkit_normalize, normalized_keypoints
 from posegraph.nodes.embed import Embed
 from posegraph.pose.knn import load_samples
+from posegraph.testing import NodeHarness
 
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
 
@@ -127,20 +128,18 @@ def test_mlkit_embedding_of_a_mirrored_pose_is_the_embedding_mirrored(samples):
 
 
 def test_embed_node_emits_float32_features_and_nothing_without_a_person(samples):
-    node = Embed({"kind": "mlkit"})
-    node.open(None)
     px = np.concatenate([samples.landmarks[7], np.ones((33, 1))], axis=1).astype(np.float32)
     packet = {"px": px, "norm": px / 1000, "world": px, "width": 1000, "height": 1000, "layout": "blazepose33"}
-    features = node.process({"landmarks": packet}, None)["features"]
+    with NodeHarness(Embed, {"kind": "mlkit"}) as node:
+        features = node.process({"landmarks": packet})["features"]
+        assert node.process({"landmarks": None}) == {}
     assert features["kind"] == "mlkit" and features["vector"].dtype == np.float32 and features["vector"].shape == (69,)
     assert features["embedding"].shape == features["mirrored"].shape == (23, 3)
     assert np.allclose(features["embedding"], mlkit_embedding(px), atol=1e-3)
     assert np.array_equal(features["mirrored"], features["embedding"] * np.float32([-1, 1, 1]))
-    assert node.process({"landmarks": None}, None) == {}
     for kind, size in (("angles", len(ANGLE_NAMES)), ("keypoints", 34)):
-        other = Embed({"kind": kind})
-        other.open(None)
-        out = other.process({"landmarks": packet}, None)["features"]
+        with NodeHarness(Embed, {"kind": kind}) as other:
+            out = other.process({"landmarks": packet})["features"]
         assert out["kind"] == kind and out["vector"].shape == (size,) and np.isfinite(out["vector"]).all()
 
 

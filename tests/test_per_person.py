@@ -4,8 +4,9 @@ get their own labels and counts.
 The scene (tests/people_test_nodes.py): the bundled squats clip beside itself 20 frames
 later, 1440 x 1280; person 1 is the clip, person 2 the delayed copy. Landmarks come from
 Google's reference landmarks of the clip (no pose model), merged into multi-person packets
-with nodes/people.merge; the last test also runs the multi-person pose node on the video
-when the pose node has it.
+with posegraph.pose.people.merge; the nodes run in posegraph.testing.NodeHarness (the
+engine's Context and per-person keyed state). The last test also runs the multi-person pose
+node on the video.
 """
 import json
 
@@ -15,28 +16,9 @@ import pytest
 from people_test_nodes import (FRAMES, HEIGHT, SCENE_WIDTH, SHIFT, WIDTH, person_packet, stacked_frames, two_people,
                                write_scene)
 from posegraph.pose.people import split
+from posegraph.testing import NodeHarness
 
 SAMPLES = "data/mlkit/fitness_pose_samples.csv"
-
-
-class Ctx:
-    """What the nodes ask of the engine's context, for direct calls."""
-
-    def __init__(self, stream=0):
-        self.stream, self.seq, self.capture_ns = stream, 0, 0
-        self.counters, self.logs = {}, []
-
-    def count(self, name, n=1):
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def log(self, message):
-        self.logs.append(message)
-
-    def alloc(self, port, shape, dtype=np.uint8, name=""):
-        return np.empty(shape, dtype)
-
-    def graph_fps(self):
-        return {}
 
 
 def by_id(packet) -> dict:
@@ -50,26 +32,32 @@ def knn_chain():
     from posegraph.nodes.reps import Reps
     from posegraph.nodes.smooth import Smooth
 
-    return [(Embed({"kind": "mlkit"}), "landmarks", "features"),
-            (Knn({"samples": SAMPLES, "top_n_by_max": 30, "top_n_by_mean": 10}), "features", "votes"),
-            (Smooth({"window": 10, "alpha": 0.2}), "votes", "scores"),
-            (Reps({"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0}), "scores", "count")]
+    return [(Embed, {"kind": "mlkit"}, "landmarks", "features"),
+            (Knn, {"samples": SAMPLES, "top_n_by_max": 30, "top_n_by_mean": 10}, "features", "votes"),
+            (Smooth, {"window": 10, "alpha": 0.2}, "votes", "scores"),
+            (Reps, {"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0}, "scores", "count")]
 
 
-def run(chain, packets, ctx=None):
-    """Feed landmarks packets through a chain of open nodes frame by frame, as a graph
-    would; [{port: packet}] per frame, the input landmarks under "source"."""
-    ctx = ctx or Ctx()
-    for node, _, _ in chain:
-        node.open(ctx)
+def run(chain, packets, counters=None):
+    """Feed landmarks packets through a chain [(kind, params, input port, output port)]
+    frame by frame, as a graph would; [{port: packet}] per frame, the input landmarks under
+    "source". `counters` (a dict), when given, gets what the nodes counted."""
+    nodes = [(NodeHarness(kind, params), port_in, port_out) for kind, params, port_in, port_out in chain]
     outs = []
-    for i, packet in enumerate(packets):
-        ctx.seq, ctx.capture_ns = i, 1_000_000_000 + i * 200_000_000
-        value, frame = packet, {"source": packet}
-        for node, port_in, port_out in chain:
-            value = node.process({port_in: value}, ctx).get(port_out)
-            frame[port_out] = value
-        outs.append(frame)
+    try:
+        for i, packet in enumerate(packets):
+            value, frame = packet, {"source": packet}
+            for node, port_in, port_out in nodes:
+                value = node.process({port_in: value}, seq=i, capture_ns=1_000_000_000 + i * 200_000_000).get(port_out)
+                frame[port_out] = value
+            outs.append(frame)
+    finally:
+        for node, _, _ in nodes:
+            node.close()
+    if counters is not None:
+        for node, _, _ in nodes:
+            for name, n in node.counters.items():
+                counters[name] = counters.get(name, 0) + n
     return outs
 
 
@@ -131,7 +119,7 @@ def test_two_people_through_embed_knn_smooth_reps_are_each_counted_as_if_alone(s
 
 
 def test_a_person_missing_for_some_frames_keeps_their_count_and_is_dropped_after_the_timeout():
-    from posegraph.pose.people import PerPerson
+    from posegraph.nodes.reps import Reps
 
     gaps = {2: set(range(30, 35))}
     outs = run(knn_chain(), two_people(gaps=gaps))
@@ -142,9 +130,9 @@ def test_a_person_missing_for_some_frames_keeps_their_count_and_is_dropped_after
         assert 2 not in by_id(outs[i]["source"]) and 2 not in by_id(outs[i]["scores"])
         assert by_id(outs[i]["count"])[2] == before  # held while away
     assert_as_alone(outs, run(knn_chain(), two_people()), 1, ("votes", "scores", "count"))  # person 1 untouched
-    # gone for good from frame 25: reported (count held) for PERSON_TIMEOUT frames, then dropped
+    # gone for good from frame 25: reported (count held) for KEY_TIMEOUT frames, then dropped
     outs = run(knn_chain(), two_people(gaps={2: set(range(25, FRAMES))}))
-    timeout = PerPerson.PERSON_TIMEOUT
+    timeout = Reps.KEY_TIMEOUT
     assert all(2 in by_id(o["count"]) for o in outs[25:25 + timeout])
     assert all(2 not in by_id(o["count"]) for o in outs[25 + timeout:])
     assert all(list(by_id(o["count"])) in ([1], [1, 2]) for o in outs)
@@ -156,12 +144,12 @@ def test_one_euro_lstm_and_dtw_keep_a_window_per_person():
     from posegraph.nodes.smooth import OneEuro
 
     def chain():
-        return [(OneEuro({"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0}), "landmarks", "landmarks")]
+        return [(OneEuro, {"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0}, "landmarks", "landmarks")]
 
     def classifiers():
-        return [(Lstm({"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}), "landmarks", "votes")], \
-               [(Dtw({"templates": "models/dtw_exercises.npz", "window": 45, "every": 5, "batch": 4, "band": 10,
-                      "threshold": 0.0, "min_frames": 15}), "landmarks", "votes")]
+        return [(Lstm, {"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}, "landmarks", "votes")], \
+               [(Dtw, {"templates": "models/dtw_exercises.npz", "window": 45, "every": 5, "batch": 4, "band": 10,
+                       "threshold": 0.0, "min_frames": 15}, "landmarks", "votes")]
 
     gaps = {1: {40}, 2: {3, 4}}
     outs = run(chain(), two_people(gaps=gaps))
@@ -192,13 +180,13 @@ def test_coco17_people_work_with_every_classifier():
 
     blaze, coco = two_people(), two_people(layout="coco17")
     assert by_id(coco[0])[2]["px"].shape == (17, 4) and "world" not in by_id(coco[0])[2]
-    makers = [lambda: [(Embed({"kind": "angles"}), "landmarks", "features")],
-              lambda: [(Embed({"kind": "keypoints"}), "landmarks", "features")],
-              lambda: [(Lstm({"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}), "landmarks", "votes")],
-              lambda: [(Dtw({"templates": "models/dtw_exercises.npz", "window": 45, "every": 5, "batch": 4, "band": 10,
-                             "threshold": 0.0, "min_frames": 15}), "landmarks", "votes")]]
+    makers = [lambda: [(Embed, {"kind": "angles"}, "landmarks", "features")],
+              lambda: [(Embed, {"kind": "keypoints"}, "landmarks", "features")],
+              lambda: [(Lstm, {"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}, "landmarks", "votes")],
+              lambda: [(Dtw, {"templates": "models/dtw_exercises.npz", "window": 45, "every": 5, "batch": 4, "band": 10,
+                              "threshold": 0.0, "min_frames": 15}, "landmarks", "votes")]]
     for make in makers:
-        port = make()[0][2]
+        port = make()[0][3]
         a, b = run(make(), blaze), run(make(), coco)
         assert list(a[-1][port]["ids"]) == [1, 2]
         for i, (x, y) in enumerate(zip(a, b)):
@@ -214,9 +202,9 @@ def test_coco17_people_work_with_every_classifier():
                     assert px["votes"] == pytest.approx(py["votes"], abs=1e-4)
     # embed mlkit (and so the KNN) on COCO-17: the 23 distances need only joints COCO-17 has;
     # depth is 0, so the KNN compares x and y only; each person is still counted on their own
-    ctx = Ctx()
-    outs, blaze_outs = run(knn_chain(), coco, ctx), run(knn_chain(), blaze)
-    assert "wrong_layout" not in ctx.counters
+    counters = {}
+    outs, blaze_outs = run(knn_chain(), coco, counters), run(knn_chain(), blaze)
+    assert "wrong_layout" not in counters
     assert all(set(by_id(o["votes"])) == {1, 2} for o in outs)
     assert all(by_id(o["features"])[1]["depth"] is False for o in outs)
     for person in (1, 2):
@@ -226,16 +214,16 @@ def test_coco17_people_work_with_every_classifier():
 
 
 # ----- render and jsonl ----------------------------------------------------------------------------
-def render_node():
+def render(inputs) -> np.ndarray:
+    """The image a fresh render node draws for one packet of `inputs`."""
     from posegraph.nodes.render import Render
 
-    node = Render({"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0})
-    node.open(Ctx())
-    return node
+    with NodeHarness(Render, {"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0}) as node:
+        return node.process(inputs)["frame"]["image"]
 
 
 def test_render_draws_every_person_with_their_id_label_and_count(scene_chain):
-    from posegraph.nodes.render import PERSON_COLOURS
+    from posegraph.pose.drawing import PERSON_COLOURS
 
     i = 50
     image = next(f for n, f in enumerate(stacked_frames()) if n == i)
@@ -244,8 +232,8 @@ def test_render_draws_every_person_with_their_id_label_and_count(scene_chain):
     multi = {"frame": frame, "landmarks": outs["source"], "votes": outs["votes"], "scores": outs["scores"],
              "reps": outs["count"]}
     first = {"frame": frame, **{port: by_id(multi[port])[1] for port in ("landmarks", "votes", "scores", "reps")}}
-    drawn = render_node().process(multi, Ctx())["frame"]["image"]
-    alone = render_node().process(first, Ctx())["frame"]["image"]  # the single-person render of person 1
+    drawn = render(multi)
+    alone = render(first)  # the single-person render of person 1
     # around person 2 (right half) the two differ: their skeleton, box and tag; the panel is the same
     box2 = by_id(outs["source"])[2]["box"].astype(int)
     x0, y0, x1, y1 = box2
@@ -260,23 +248,18 @@ def test_render_draws_every_person_with_their_id_label_and_count(scene_chain):
         colour = np.array(PERSON_COLOURS[person % len(PERSON_COLOURS)])
         assert (np.abs(band.astype(int) - colour).sum(axis=2) < 40).sum() > 50, person
     # COCO-17 people are drawn too
-    coco = render_node().process({"frame": frame, "landmarks": two_people(layout="coco17")[i]}, Ctx())["frame"]["image"]
+    coco = render({"frame": frame, "landmarks": two_people(layout="coco17")[i]})
     assert (np.abs(coco[:, WIDTH:].astype(int) - image[:, WIDTH:]).sum(axis=2) > 60).sum() > 2000
 
 
 def test_jsonl_records_carry_a_people_list(tmp_path, scene_chain):
     from posegraph.nodes.sinks import JsonLines
 
-    node = JsonLines({"path": str(tmp_path / "r.jsonl")})
-    ctx = Ctx()
-    node.open(ctx)
-    for i in (10, 50):
-        ctx.seq = i
-        o = scene_chain[i]
-        node.process({"landmarks": o["source"], "votes": o["votes"], "scores": o["scores"], "reps": o["count"]}, ctx)
-    ctx.seq = 51
-    node.process({"landmarks": person_packet(1, 51), "votes": {"votes": {"squats_up": 10}}, "reps": None}, ctx)
-    node.close()
+    with NodeHarness(JsonLines, {"path": str(tmp_path / "r.jsonl")}) as node:
+        for i in (10, 50):
+            o = scene_chain[i]
+            node.process({"landmarks": o["source"], "votes": o["votes"], "scores": o["scores"], "reps": o["count"]}, seq=i)
+        node.process({"landmarks": person_packet(1, 51), "votes": {"votes": {"squats_up": 10}}, "reps": None}, seq=51)
     records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     r = records[1]
     assert [p["id"] for p in r["people"]] == [1, 2]
@@ -368,10 +351,6 @@ nodes:
 def test_the_multi_person_pose_node_on_the_two_person_clip_counts_each_person(graph_run, tmp_path):
     """The whole pipeline from pixels: the pose node finds both people, and each one's count
     is their own (the left one as the clip: 2; the delayed one no more than that)."""
-    from posegraph.nodes.pose import Pose
-
-    if "max_people" not in Pose.PARAMS:
-        pytest.skip("the pose node has no multi-person mode yet")
     write_scene(tmp_path / "scene.mp4")
     run = graph_run(POSE_GRAPH)
     assert run.wait(timeout=300) == 0, run.stderr

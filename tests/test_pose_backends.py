@@ -1,9 +1,9 @@
-"""The `pose` node's backends (params model / max_people) and person ids (nodes/tracking.py),
-with the real models on real data.
+"""The `pose` node's backends (params model / max_people, posegraph/pose/estimator.py) and
+person ids (posegraph/pose/tracking.py), with the real models on real data.
 
 Error measure on pose.jpg: mean Euclidean distance in pixels to Google's BlazePose-full
 reference landmarks (data/google_pose_reference/pose.expected.json): over the 33 landmarks
-for BlazePose, over the COCO-17 subset (nodes.landmarks.BLAZEPOSE_TO_COCO) for the COCO-17
+for BlazePose, over the COCO-17 subset (posegraph.pose.landmarks.BLAZEPOSE_TO_COCO) for the COCO-17
 backends. The two layouts define some points differently (the hips above all), so a few
 pixels of the COCO backends' error are definitional.
 
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from posegraph import Node, Param
+from posegraph.testing import NodeHarness
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "data" / "google_pose_reference"
@@ -43,17 +44,6 @@ STREET_LABELS = {
     204: {"denim": (960, 365), "teal": (730, 315)},
 }
 LABEL_RADIUS = 80  # px: a person's box centre within this of a hand label is that person
-
-
-class Context:
-    """What the pose node reads from the engine's context."""
-
-    def __init__(self, stream=0):
-        self.stream, self.seq, self.capture_ns = stream, 0, 0
-        self.counters = {}
-
-    def count(self, name, n=1):
-        self.counters[name] = self.counters.get(name, 0) + n
 
 
 class PacketRecorder(Node):
@@ -96,21 +86,13 @@ def read_image(path=IMAGE):
     return image
 
 
-def run_node(params, frames, stream=0):
+def run_pose(params, frames, stream=0):
     """The pose node on a list of BGR frames (one stream): its landmarks packets (None when empty)."""
     from posegraph.nodes.pose import Pose
 
-    node = Pose(params)
-    ctx = Context(stream)
-    node.open(ctx)
-    out = []
-    try:
-        for i, image in enumerate(frames):
-            ctx.seq = i
-            out.append(node.process({"frame": {"image": image, "pts_ms": i * 20.0, "index": i}}, ctx).get("landmarks"))
-    finally:
-        node.close()
-    return out
+    with NodeHarness(Pose, params) as node:
+        return [node.process({"frame": {"image": image, "pts_ms": i * 20.0, "index": i}}, stream=stream).get("landmarks")
+                for i, image in enumerate(frames)]
 
 
 def check_person(p, width, height, layout):
@@ -155,7 +137,7 @@ def test_every_backend_emits_the_common_packet_on_pose_jpg(model, max_people, li
 
     image, ref = read_image(), reference_xy()
     layout = "blazepose33" if model == "blazepose" else "coco17"
-    packet, empty = run_node({"model": model, "max_people": max_people}, [image, np.zeros_like(image)])
+    packet, empty = run_pose({"model": model, "max_people": max_people}, [image, np.zeros_like(image)])
     assert empty is None, f"{model}: a person on an all-black frame"
     assert packet is not None, f"{model}: nobody on pose.jpg"
     people = split(packet)
@@ -199,7 +181,7 @@ def test_multi_person_blazepose_finds_the_three_people_of_coco_241():
 
     image = read_image(COCO_241)
     height, width = image.shape[:2]
-    (packet,) = run_node({"model": "blazepose", "max_people": 5}, [image])
+    (packet,) = run_pose({"model": "blazepose", "max_people": 5}, [image])
     assert packet is not None
     people = split(packet)
     print("coco 241:", [(i, round(p["score"], 3), [round(float(v)) for v in p["box"]]) for i, p in people])
@@ -241,7 +223,7 @@ def test_ids_stay_stable_over_street_avi():
     frames = street_frames()
     assert len(frames) == 205 and frames[0].shape == (720, 1280, 3)
     t0 = time.perf_counter()
-    packets = run_node({"model": "posenet", "max_people": 10}, frames)
+    packets = run_pose({"model": "posenet", "max_people": 10}, frames)
     print(f"street.avi: {len(frames)} frames in {time.perf_counter() - t0:.1f} s")
     seen: dict[str, list] = {}
     for index, labels in STREET_LABELS.items():
@@ -307,7 +289,7 @@ def test_tracker_keeps_an_id_through_short_misses_and_retires_it_after():
 
 def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
     """model blazepose, max_people 1 (the defaults) is mediapipe's own graph
-    (nodes/blazepose.BlazePose, tracking), exactly as the node was before the backends: the same
+    (posegraph.pose.backends.blazepose.BlazePose, tracking), exactly as the node was before the backends: the same
     landmarks, bit for bit, and the same single-person packet (no ids, score or box)."""
     import cv2
 
@@ -321,7 +303,7 @@ def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
     with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as pose:
         expected = [pose.detect(f) for f in frames]
     for params in (old_params, dict(old_params, model="blazepose", max_people=1)):
-        got = run_node(params, frames)
+        got = run_pose(params, frames)
         for i, (a, b) in enumerate(zip(got, expected)):
             assert a is not None and b is not None, f"no person in frame {i}"
             assert set(a) == {"px", "norm", "world", "width", "height", "layout", "pts_ms"}, sorted(a)
@@ -330,12 +312,9 @@ def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
             assert (a["width"], a["height"], a["layout"], a["pts_ms"]) == (720, 1280, "blazepose33", i * 20.0)
     from posegraph.nodes.pose import Pose
 
-    node = Pose(old_params)
-    node.open(Context())
-    try:
-        assert type(node.spare).__name__ == "BlazePose" and node.legacy
-    finally:
-        node.close()
+    with NodeHarness(Pose, old_params) as node:  # its backend is made at open
+        estimator = node.node.estimator
+        assert type(estimator.spare).__name__ == "BlazePose" and estimator.options.mediapipe_graph
 
 
 def test_multi_person_packet_crosses_the_wire_in_a_graph(graph_run):

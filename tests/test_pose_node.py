@@ -1,5 +1,6 @@
-"""The pose node and nodes/blazepose.py against Google's reference landmarks, with the real
-models and data (data/google_pose_reference), and the node in a real graph run by the CLI.
+"""The pose node and posegraph/pose/backends/blazepose.py against Google's reference landmarks,
+with the real models and data (data/google_pose_reference), the node in
+posegraph.testing.NodeHarness, and the node in a real graph run by the CLI.
 
 Error measure: mean absolute error per coordinate, in pixels (|dx| and |dy| averaged), the
 measure Google's tests use (tfjs-models' mediapipe_test.ts checks each coordinate against
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from posegraph import EndOfStream, Node, NodeOpenError, Param
+from posegraph.testing import NodeHarness
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "data" / "google_pose_reference"
@@ -189,10 +191,10 @@ def test_missing_model_is_copied_or_named_and_the_node_says_which_param(tmp_path
     except blazepose.ModelMissingError as exc:
         text = str(exc)
     assert "pose_landmark_lite.tflite" in text and "npm pack @mediapipe/pose" in text and str(models) in text, text
-    node = Pose({"static_image_mode": False, "model_complexity": 2, "smooth_landmarks": True,
-                 "min_detection_confidence": 0.5, "min_tracking_confidence": 0.5})
+    node = NodeHarness(Pose, {"static_image_mode": False, "model_complexity": 2, "smooth_landmarks": True,
+                              "min_detection_confidence": 0.5, "min_tracking_confidence": 0.5})
     try:
-        node.open(None)
+        node.open()
         raise AssertionError("the node opened without its model")
     except NodeOpenError as exc:
         assert exc.field == "params.model_complexity" and "pose_landmark_heavy.tflite" in str(exc), str(exc)
@@ -257,17 +259,6 @@ nodes:
     print(f"pose node: RSS {pose['rss_mb']} MB, proc p50 {pose['proc_ms_p50']} ms")
 
 
-class StreamContext:
-    """What the pose node reads from the engine's context: the packet's stream, and counters."""
-
-    def __init__(self, stream=0):
-        self.stream, self.seq, self.capture_ns = stream, 0, 0
-        self.counters = {}
-
-    def count(self, name, n=1):
-        self.counters[name] = self.counters.get(name, 0) + n
-
-
 POSE_PARAMS = {"static_image_mode": False, "model_complexity": 1, "smooth_landmarks": True,
                "min_detection_confidence": 0.5, "min_tracking_confidence": 0.5}
 
@@ -276,7 +267,8 @@ def test_pose_tracks_each_stream_separately():
     """Two cameras into one pose node: the squats clip (stream 0) and the same frames
     mirrored (stream 5), interleaved frame by frame. Each stream's landmarks are those of a
     node that saw only that stream: tracking (ROI from the last frame, smoothing) never
-    carries one camera's person into the other's frames. close() releases every tracker."""
+    carries one camera's person into the other's frames. Each stream's state holds its own
+    tracker, and close() releases every one."""
     import cv2
 
     from posegraph.nodes.pose import Pose
@@ -287,31 +279,28 @@ def test_pose_tracks_each_stream_separately():
     streams = {0: frames, 5: [np.ascontiguousarray(f[:, ::-1]) for f in frames]}
 
     def run(node, order):
-        ctx, out = StreamContext(), {stream: [] for stream in streams}
+        out = {stream: [] for stream in streams}
         for i in range(len(frames)):
             for stream in order:
-                ctx.stream, ctx.seq = stream, i
                 packet = {"image": streams[stream][i], "pts_ms": i * 1000.0 / 30, "index": i}
-                lm = node.process({"frame": packet}, ctx).get("landmarks")
+                lm = node.process({"frame": packet}, stream=stream, seq=i).get("landmarks")
                 assert lm is not None, f"no person in stream {stream} frame {i}"
                 out[stream].append(lm["px"])
         return {stream: np.asarray(px) for stream, px in out.items() if px}
 
-    both = Pose(POSE_PARAMS)
-    both.open(StreamContext())
-    together = run(both, [0, 5])
-    trackers = list(both.trackers.values())
-    assert sorted(both.trackers) == [0, 5] and len({id(t) for t in trackers}) == 2
-    both.close()
+    both = NodeHarness(Pose, POSE_PARAMS).open()
+    try:
+        together = run(both, [0, 5])
+        states = both.keyed.states  # (stream, key) -> that stream's PoseStream
+        trackers = [state.backend for state in states.values()]
+        assert sorted(states) == [(0, 0), (5, 0)] and len({id(t) for t in trackers}) == 2
+    finally:
+        both.close()
     assert all(t._pose is None for t in trackers), "a tracker left open"
 
     for stream in streams:
-        alone = Pose(POSE_PARAMS)
-        alone.open(StreamContext(stream))
-        try:
+        with NodeHarness(Pose, POSE_PARAMS) as alone:
             expected = run(alone, [stream])[stream]
-        finally:
-            alone.close()
         np.testing.assert_array_equal(together[stream], expected, err_msg=f"stream {stream}")
     # what the test guards against: one tracker fed both streams lands several px off
     from posegraph.pose.backends.blazepose import BlazePose

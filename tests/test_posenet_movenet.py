@@ -1,9 +1,9 @@
 """PoseNet decoders on synthetic tensors (poses known exactly), and the PoseNet / MoveNet
-backends (nodes/posenet.py, nodes/movenet.py) with the real models on real images.
+backends (posegraph/pose/backends/posenet.py and movenet.py) with the real models on real images.
 
 Error measure on pose.jpg: mean Euclidean distance in pixels between the backend's COCO-17
 keypoints and Google's BlazePose-full reference landmarks mapped to COCO-17
-(nodes.landmarks.BLAZEPOSE_TO_COCO). The two define some points differently (the hips above
+(posegraph.pose.landmarks.BLAZEPOSE_TO_COCO). The two define some points differently (the hips above
 all), so a few pixels are definitional. Research notes measured: MoveNet Thunder + crop 5.5,
 Lightning + crop 5.9, MultiPose 256 7.2, PoseNet multi decoder at 513 input 11.8.
 """

@@ -1,5 +1,6 @@
 """`render` and the sinks (`video`, `images`, `jsonl`, `window`) in real graphs run through
-the CLI, plus direct calls for the corner cases a graph cannot easily produce.
+the CLI, plus direct calls (posegraph.testing.NodeHarness) for the corner cases a graph
+cannot easily produce.
 
 The source is test_support_render_nodes.py:ClipSource: the bundled squats clip (65 frames,
 720x1280 portrait) with its reference landmarks and made-up votes, scores and repetitions,
@@ -18,6 +19,8 @@ import pytest
 from conftest import GraphRun, processes_with
 from test_support_render_nodes import DATA, votes_at
 
+from posegraph.testing import NodeHarness, run_node
+
 FRAMES, WIDTH, HEIGHT = 65, 720, 1280
 NO_PERSON = [10, 11, 12]
 EMPTY = [0, 20, 21]  # empty frame packets: one before any image, two in the middle
@@ -25,11 +28,8 @@ REFERENCE = np.array(json.loads((DATA / "pose_squats.full.json").read_text()), d
 CLIP = "uses: TESTS/test_support_render_nodes.py:ClipSource"
 RENDER_INPUTS = "inputs: {frame: clip/frame, landmarks: clip/landmarks, votes: clip/votes, scores: clip/scores, reps: clip/reps}"
 
-# ENGINE NOTE: each render node here has exactly one consumer. A node with inputs and two
-# or more output links can lose a release ack in posegraph/runtime.py (_finish_key
-# registers `pending` only after _emit, which may pump acks while waiting for credit), so
-# its producer never drains and the graph hangs at the end. Until that is fixed, a second
-# render node feeds the PNG folder instead of render fanning out to video and PNGs.
+# Each render node here has one consumer (a second render feeds the PNG folder); a render
+# fanned out to two sinks is test_a_render_with_two_consumers_drains.
 PIPELINE = f"""
 name: render-and-sinks
 nodes:
@@ -179,7 +179,7 @@ def test_render_draws_pose_and_panel_and_leaves_the_rest_untouched(pipeline):
     points = REFERENCE[30, :, :2]
     for x, y in np.rint(points).astype(int):
         assert changed[y - 2:y + 3, x - 2:x + 3].any(), f"nothing drawn at landmark ({x}, {y})"
-    from posegraph.nodes.render import pose_connections
+    from posegraph.pose.drawing import pose_connections
 
     for a, b in pose_connections():
         x, y = np.rint((points[a] + points[b]) / 2).astype(int)
@@ -285,25 +285,9 @@ nodes:
     assert leftovers == []
 
 
-# ----- direct calls: corner cases and speed ---------------------------------------------------------------
-class FakeContext:
-    """Just what the nodes ask of the engine's Context, for direct calls."""
-
-    def __init__(self):
-        self.stream, self.seq, self.capture_ns = 0, 0, 0
-        self.counters, self.logs = {}, []
-
-    def alloc(self, port, shape, dtype=np.uint8, name=""):
-        return np.empty(shape, dtype)
-
-    def graph_fps(self):
-        return {"clip": 5.0, "render": 250.0}
-
-    def count(self, name, n=1):
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def log(self, message):
-        self.logs.append(message)
+# ----- direct calls (posegraph.testing.NodeHarness): corner cases and speed -----------------------------
+RENDER_PARAMS = {"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": True, "scale": 1.0}
+TWO_CAMERAS = {0: "cam1", 1: "cam2"}
 
 
 def read_only(array):
@@ -315,8 +299,8 @@ def read_only(array):
 def test_render_corner_cases_and_speed_at_720x1280():
     from posegraph.nodes.render import Render
 
-    ctx, node = FakeContext(), Render({"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": True, "scale": 1.0})
-    node.open(ctx)
+    node = NodeHarness(Render, RENDER_PARAMS).open()
+    node.services.metrics = {"nodes": {"clip": {"fps": 5.0}, "render": {"fps": 250.0}}}  # what graph_fps() shows
     (image,) = source_frames(30)
     image = read_only(image)
     before = image.copy()
@@ -329,26 +313,29 @@ def test_render_corner_cases_and_speed_at_720x1280():
               "votes": {"votes": {"squats_down": 3, "squats_up": 7}},
               "scores": {"scores": {"squats_down": float("nan"), "squats_up": 6.5}},
               "reps": {"reps": {"squats_down": 2}, "class": "squats_down", "entered": False}}
-    out = node.process(inputs, ctx)["frame"]
+    out = node.process(inputs)["frame"]
     assert out["pts_ms"] == 6000.0 and out["index"] == 30 and out["image"].shape == (HEIGHT, WIDTH, 3)
     assert np.array_equal(image, before)  # inputs are never written
     hidden_x, hidden_y = np.rint(REFERENCE[30, 16, :2]).astype(int)
     assert np.array_equal(out["image"][hidden_y - 1:hidden_y + 2, hidden_x - 1:hidden_x + 2],
                           image[hidden_y - 1:hidden_y + 2, hidden_x - 1:hidden_x + 2])
+    fps_corner = out["image"][HEIGHT - 80:HEIGHT - 14, 14:200]  # the graph's fps in the bottom-left corner
+    assert (np.abs(fps_corner.astype(np.int16) - image[HEIGHT - 80:HEIGHT - 14, 14:200]) > 40).any()
 
-    assert node.process({"frame": None}, ctx) == {}  # an empty frame stays empty
-    gray = node.process({"frame": read_only(image[:, :, 1])}, ctx)["frame"]  # bare gray array: BGR out
-    assert gray["image"].shape == (HEIGHT, WIDTH, 3) and gray["index"] == ctx.seq and gray["pts_ms"] is None
+    assert node.process({"frame": None}) == {}  # an empty frame stays empty
+    gray = node.process({"frame": read_only(image[:, :, 1])}, seq=7)["frame"]  # bare gray array: BGR out
+    assert gray["image"].shape == (HEIGHT, WIDTH, 3) and gray["index"] == 7 and gray["pts_ms"] is None
     small = node.process({"frame": {"image": read_only(cv2.resize(image, (640, 480))), "pts_ms": 0.0, "index": 0},
-                          "landmarks": inputs["landmarks"]}, ctx)["frame"]  # landmarks mapped to 640x480
+                          "landmarks": inputs["landmarks"]})["frame"]  # landmarks mapped to 640x480
     assert small["image"].shape == (480, 640, 3)
-    assert node.process({"frame": read_only(np.zeros((4, 4, 3), np.float32))}, ctx) == {}
-    assert ctx.counters == {"bad_frames": 1} and len(ctx.logs) == 1
+    assert node.process({"frame": read_only(np.zeros((4, 4, 3), np.float32))}) == {}
+    assert node.counters == {"bad_frames": 1} and len(node.logs) == 1
 
     start, rounds = time.perf_counter(), 100
     for _ in range(rounds):
-        node.process(inputs, ctx)
+        node.process(inputs)
     per_frame = (time.perf_counter() - start) / rounds * 1000
+    node.close()
     print(f"render: {per_frame:.2f} ms per 720x1280 frame")
     assert per_frame < 25  # about 2 ms here; generous for a loaded CI machine
 
@@ -356,31 +343,23 @@ def test_render_corner_cases_and_speed_at_720x1280():
 def test_video_and_jsonl_corner_cases(tmp_path):
     from posegraph.nodes.sinks import JsonLines, VideoFile
 
-    ctx = FakeContext()
-    single = VideoFile({"path": str(tmp_path / "one.mp4"), "fps": 0.0, "codec": "mp4v"})
-    single.open(ctx)
-    single.process({"frame": read_only(np.full((99, 161, 3), 200, np.uint8))}, ctx)  # odd size, no pts
-    single.close()
+    run_node(VideoFile, [{"frame": read_only(np.full((99, 161, 3), 200, np.uint8))}],  # odd size, no pts
+             {"path": str(tmp_path / "one.mp4"), "fps": 0.0, "codec": "mp4v"})
     (count, fps), frames = read_video(tmp_path / "one.mp4")
     assert (count, fps, len(frames), frames[0].shape) == (1, 30.0, 1, (98, 160, 3))
 
-    mixed = VideoFile({"path": str(tmp_path / "mixed.avi"), "fps": 12.0, "codec": "MJPG"})
-    mixed.open(ctx)
-    for i, shape in enumerate([(48, 64, 3), (96, 128, 3), (48, 64), None, (48, 64, 4)]):
-        ctx.seq = i
-        frame = None if shape is None else read_only(np.full(shape, 50 * i, np.uint8))
-        mixed.process({"frame": frame}, ctx)
-    mixed.close()
+    with NodeHarness(VideoFile, {"path": str(tmp_path / "mixed.avi"), "fps": 12.0, "codec": "MJPG"}) as mixed:
+        for i, shape in enumerate([(48, 64, 3), (96, 128, 3), (48, 64), None, (48, 64, 4)]):
+            frame = None if shape is None else read_only(np.full(shape, 50 * i, np.uint8))
+            mixed.process({"frame": frame}, seq=i)
+        counters = dict(mixed.counters)
     (count, fps), frames = read_video(tmp_path / "mixed.avi")
     assert (count, fps, len(frames)) == (5, 12.0, 5) and all(f.shape == (48, 64, 3) for f in frames)
-    assert ctx.counters["resized_frames"] == 1 and abs(int(frames[3].mean()) - 100) <= 3  # repeat of frame 2
+    assert counters["resized_frames"] == 1 and abs(int(frames[3].mean()) - 100) <= 3  # repeat of frame 2
 
-    records = JsonLines({"path": str(tmp_path / "deep" / "r.jsonl")})
-    records.open(ctx)
     px = np.ones((33, 4), np.float32) * 1.23456
     px[0, 0] = np.nan
-    records.process({"landmarks": {"px": read_only(px)}, "votes": None}, ctx)
-    records.close()
+    run_node(JsonLines, [{"landmarks": {"px": read_only(px)}, "votes": None}], {"path": str(tmp_path / "deep" / "r.jsonl")})
     (line,) = (tmp_path / "deep" / "r.jsonl").read_text().splitlines()
     record = json.loads(line)  # strict JSON: no NaN
     assert record["landmarks"][0][0] is None and record["landmarks"][1] == [1.23, 1.23, 1.23, 1.23]
@@ -388,25 +367,8 @@ def test_video_and_jsonl_corner_cases(tmp_path):
 
 
 # ----- several streams into one sink: one output each ----------------------------------------------
-class MultiContext(FakeContext):
-    """FakeContext with the engine's stream names: streams {id: source node id} reach the node."""
-
-    def __init__(self, stream_names):
-        super().__init__()
-        self.stream_names = dict(stream_names)
-        self.stream = min(self.stream_names)
-
-    @property
-    def stream_name(self):
-        return self.stream_names.get(self.stream, str(self.stream))
-
-    @property
-    def multi_stream(self):
-        return len(self.stream_names) > 1
-
-
 def test_stream_path_gives_each_stream_its_own_path_and_keeps_single_stream_paths():
-    from posegraph.pose.drawing import stream_path
+    from posegraph.pose.media import stream_path
 
     # one stream: the path as written, placeholders filled in
     assert stream_path("out/demo.mp4", 0, "camera") == "out/demo.mp4"
@@ -435,16 +397,12 @@ def test_jsonl_writes_one_file_per_stream(tmp_path):
     from posegraph.nodes.sinks import JsonLines
 
     (tmp_path / "records.cam2.jsonl").write_text("an older run's line\n" * 50)
-    ctx = MultiContext({0: "cam1", 1: "cam2"})
-    node = JsonLines({"path": str(tmp_path / "records.jsonl")})
-    node.open(ctx)
-    for seq in range(8):  # interleaved as the engine delivers them; stream 1 has 5 frames
-        for stream in (0, 1) if seq < 5 else (0,):
-            ctx.stream, ctx.seq = stream, seq
-            px = np.concatenate([REFERENCE[seq + 10 * stream], np.ones((33, 1), np.float32)], axis=1)
-            node.process({"landmarks": {"px": read_only(px)}, "votes": {"votes": {"squats_down": votes_at(seq)}},
-                          "frame": {"image": None, "pts_ms": 200.0 * seq, "index": seq}}, ctx)
-    node.close()
+    with NodeHarness(JsonLines, {"path": str(tmp_path / "records.jsonl")}, stream_names=TWO_CAMERAS) as node:
+        for seq in range(8):  # interleaved as the engine delivers them; stream 1 has 5 frames
+            for stream in (0, 1) if seq < 5 else (0,):
+                px = np.concatenate([REFERENCE[seq + 10 * stream], np.ones((33, 1), np.float32)], axis=1)
+                node.process({"landmarks": {"px": read_only(px)}, "votes": {"votes": {"squats_down": votes_at(seq)}},
+                              "frame": {"image": None, "pts_ms": 200.0 * seq, "index": seq}}, stream=stream, seq=seq)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.cam1.jsonl", "records.cam2.jsonl"]
     for stream, name, count in ((0, "cam1", 8), (1, "cam2", 5)):
         records = [json.loads(l) for l in (tmp_path / f"records.{name}.jsonl").read_text().splitlines()]
@@ -460,9 +418,9 @@ def test_jsonl_checks_every_streams_file_at_open(tmp_path):
     from posegraph import NodeOpenError
 
     (tmp_path / "out.cam2.jsonl").mkdir()  # cam2's file cannot be written: a folder is in the way
-    node = JsonLines({"path": str(tmp_path / "out.jsonl")})
+    node = NodeHarness(JsonLines, {"path": str(tmp_path / "out.jsonl")}, stream_names=TWO_CAMERAS)
     with pytest.raises(NodeOpenError) as caught:
-        node.open(MultiContext({0: "cam1", 1: "cam2"}))
+        node.open()
     assert caught.value.field == "params.path" and "out.cam2.jsonl" in str(caught.value)
     node.close()
 
@@ -471,14 +429,12 @@ def test_video_writes_one_file_per_stream(tmp_path):
     from posegraph.nodes.sinks import VideoFile
 
     streams = _two_streams()
-    ctx = MultiContext({0: "cam1", 1: "cam2"})
-    node = VideoFile({"path": str(tmp_path / "demo.mp4"), "fps": 0.0, "codec": "mp4v"})
-    node.open(ctx)
-    for seq in range(6):
-        for stream, frames in streams.items():
-            ctx.stream, ctx.seq = stream, seq
-            node.process({"frame": {"image": read_only(frames[seq]), "pts_ms": 200.0 * seq, "index": seq}}, ctx)
-    node.close()
+    params = {"path": str(tmp_path / "demo.mp4"), "fps": 0.0, "codec": "mp4v"}
+    with NodeHarness(VideoFile, params, stream_names=TWO_CAMERAS) as node:
+        for seq in range(6):
+            for stream, frames in streams.items():
+                node.process({"frame": {"image": read_only(frames[seq]), "pts_ms": 200.0 * seq, "index": seq}},
+                             stream=stream, seq=seq)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.cam1.mp4", "demo.cam2.mp4"]
     for stream, name in ((0, "cam1"), (1, "cam2")):
         (count, fps), frames = read_video(tmp_path / f"demo.{name}.mp4")
@@ -488,18 +444,41 @@ def test_video_writes_one_file_per_stream(tmp_path):
             assert own < 4.0 and own < np.abs(got.astype(np.int16) - other).mean() / 3, name
 
 
+def test_a_streams_video_and_records_are_finished_when_that_stream_ends(tmp_path):
+    """The sinks keep each stream's file as its keyed state: the engine retires it at the
+    end of its stream, so one camera's files are complete while another still runs."""
+    from posegraph.nodes.sinks import JsonLines, VideoFile
+
+    streams = _two_streams(4)
+    video = NodeHarness(VideoFile, {"path": str(tmp_path / "v.mp4"), "fps": 0.0, "codec": "mp4v"},
+                        stream_names=TWO_CAMERAS).open()
+    records = NodeHarness(JsonLines, {"path": str(tmp_path / "r.jsonl")}, stream_names=TWO_CAMERAS).open()
+    for seq in range(4):
+        for stream in (0, 1) if seq < 2 else (0,):
+            frame = {"image": read_only(streams[stream][seq]), "pts_ms": 200.0 * seq, "index": seq}
+            video.process({"frame": frame}, stream=stream, seq=seq)
+            records.process({"frame": frame}, stream=stream, seq=seq)
+    video.end_stream(1)
+    records.end_stream(1)
+    (count, fps), frames = read_video(tmp_path / "v.cam2.mp4")  # readable while stream 0 goes on
+    assert (count, fps, len(frames)) == (2, 5.0, 2)
+    assert [json.loads(l)["seq"] for l in (tmp_path / "r.cam2.jsonl").read_text().splitlines()] == [0, 1]
+    video.close()
+    records.close()
+    assert read_video(tmp_path / "v.cam1.mp4")[0] == (4, 5.0)
+    assert len((tmp_path / "r.cam1.jsonl").read_text().splitlines()) == 4
+
+
 def test_images_write_a_subfolder_per_stream(tmp_path):
     from posegraph.nodes.sinks import ImageFolder
 
     streams = _two_streams(3)
-    ctx = MultiContext({0: "cam1", 1: "cam2"})
-    node = ImageFolder({"path": str(tmp_path / "frames"), "pattern": "{seq:06d}.png", "quality": 90})
-    node.open(ctx)
-    for seq in range(3):
-        for stream, frames in streams.items():
-            ctx.stream, ctx.seq = stream, seq
-            node.process({"frame": {"image": read_only(frames[seq]), "pts_ms": 200.0 * seq, "index": seq}}, ctx)
-    node.close()
+    with NodeHarness(ImageFolder, {"path": str(tmp_path / "frames"), "pattern": "{seq:06d}.png", "quality": 90},
+                     stream_names=TWO_CAMERAS) as node:
+        for seq in range(3):
+            for stream, frames in streams.items():
+                node.process({"frame": {"image": read_only(frames[seq]), "pts_ms": 200.0 * seq, "index": seq}},
+                             stream=stream, seq=seq)
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["cam1", "cam2"]
     for stream, name in ((0, "cam1"), (1, "cam2")):
         names = sorted(p.name for p in (tmp_path / "frames" / name).iterdir())
@@ -507,12 +486,9 @@ def test_images_write_a_subfolder_per_stream(tmp_path):
         for seq in range(3):  # png: exactly the stream's own frame, not the other's with the same seq
             assert np.array_equal(cv2.imread(str(tmp_path / "frames" / name / f"{seq:06d}.png")), streams[stream][seq])
     # {source} in the path chooses the folder (no name added), and in the pattern too
-    named = ImageFolder({"path": str(tmp_path / "by_source" / "{source}"), "pattern": "{source}_{seq:06d}.png", "quality": 90})
-    ctx = MultiContext({0: "cam1", 1: "cam2"})
-    named.open(ctx)
-    ctx.stream = 1
-    named.process({"frame": read_only(streams[1][0])}, ctx)
-    named.close()
+    params = {"path": str(tmp_path / "by_source" / "{source}"), "pattern": "{source}_{seq:06d}.png", "quality": 90}
+    with NodeHarness(ImageFolder, params, stream_names=TWO_CAMERAS) as named:
+        named.process({"frame": read_only(streams[1][0])}, stream=1)
     assert sorted(p.name for p in (tmp_path / "by_source").iterdir()) == ["cam1", "cam2"]  # both made at open
     assert [p.name for p in (tmp_path / "by_source" / "cam2").iterdir()] == ["cam2_000000.png"]
 
@@ -522,25 +498,20 @@ def test_render_keeps_bar_classes_per_stream():
     exactly as by a render that only ever saw stream 1."""
     from posegraph.nodes.render import Render
 
-    params = {"visibility_threshold": 0.5, "max_score": 10.0, "show_fps": False, "scale": 1.0}
+    params = dict(RENDER_PARAMS, show_fps=False)
     (image,) = source_frames(30)
     px = np.concatenate([REFERENCE[30], np.ones((33, 1), np.float32)], axis=1)
     frame = {"image": read_only(image), "pts_ms": 6000.0, "index": 30}
     mine = {"frame": frame, "landmarks": {"px": read_only(px), "width": WIDTH, "height": HEIGHT},
             "scores": {"scores": {"squats_down": 7.0, "squats_up": 3.0}}}
     others = dict(mine, scores={"scores": {"pushups_down": 9.0, "pushups_up": 1.0, "jumping_jack": 0.0}})
-    shared, ctx = Render(params), MultiContext({0: "cam1", 1: "cam2"})
-    shared.open(ctx)
-    ctx.stream = 0
-    shared.process(others, ctx)
-    ctx.stream = 1
-    got = shared.process(mine, ctx)["frame"]["image"].copy()
-    alone, ctx_alone = Render(params), FakeContext()
-    alone.open(ctx_alone)
-    ctx_alone.stream = 1
-    want = alone.process(mine, ctx_alone)["frame"]["image"]
-    assert np.array_equal(got, want)
-    assert shared.classes == {0: ["jumping_jack", "pushups_down", "pushups_up"], 1: ["squats_down", "squats_up"]}
+    with NodeHarness(Render, params, stream_names=TWO_CAMERAS) as shared, NodeHarness(Render, params) as alone:
+        shared.process(others, stream=0)
+        got = shared.process(mine, stream=1)["frame"]["image"].copy()
+        want = alone.process(mine, stream=1)["frame"]["image"]
+        assert np.array_equal(got, want)
+        assert shared.node.overlay.classes == {0: ["jumping_jack", "pushups_down", "pushups_up"],
+                                               1: ["squats_down", "squats_up"]}
 
 
 def test_two_cameras_into_the_sinks_give_one_video_folder_and_records_file_each(graph_run, tmp_path):
@@ -586,7 +557,8 @@ nodes:
 
 
 def test_a_render_with_two_consumers_drains(graph_run):
-    """The engine bug in ENGINE NOTE above: render fanned out to two sinks, one slow."""
+    """Render fanned out to two sinks, one slow: every release ack reaches it, so the graph ends
+    (a release lost while a node waits for credit downstream would hang it)."""
     run = graph_run(f"""
 name: fan-out
 nodes:
@@ -604,5 +576,5 @@ nodes:
     params: {{path: TMP/fan, pattern: "{{seq:06d}}.png"}}
     inputs: {{frame: render/frame}}
 """)
-    code = run.wait(timeout=60)  # a release lost while a node waits for credit used to hang here
+    code = run.wait(timeout=60)
     assert code == 0, run.stderr

@@ -1,6 +1,6 @@
-"""nodes/sequences.py and nodes/sequence_import.py: the sequence data set, its splits, the
-importers (on files written here in each format) and extraction with the real BlazePose
-model on the bundled real clip (data/google_pose_reference/pose_squats.mp4)."""
+"""posegraph.pose.sequences and posegraph.pose.sequence_import: the sequence data set, its
+splits, the importers (on files written here in each format) and extraction with the real
+BlazePose model on the bundled real clip (data/google_pose_reference/pose_squats.mp4)."""
 import json
 import shutil
 import sys

@@ -1,5 +1,6 @@
 """EMA smoothing of votes, the repetition counter's hysteresis, the One Euro landmark
-filter, and embed -> knn -> smooth -> reps as a real graph of processes."""
+filter, and embed -> knn -> smooth -> reps as a real graph of processes. The node kinds run
+in posegraph.testing.NodeHarness (the engine's Context and keyed state)."""
 import numpy as np
 import pytest
 
@@ -10,18 +11,10 @@ from posegraph.nodes.reps import Reps
 from posegraph.pose.reps import RepetitionCounter
 from posegraph.pose.smoothing import EmaDictSmoothing, OneEuroFilter, object_scale
 from posegraph.nodes.smooth import OneEuro, Smooth
+from posegraph.testing import NodeHarness
 from pose_chain_nodes import squat_packets
 
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
-
-
-class Ctx:
-    """What these nodes read from the engine's context: the packet's stream, seq and capture time."""
-
-    def __init__(self, stream=0):
-        self.stream = stream
-        self.capture_ns = 0
-        self.seq = 0
 
 
 # ----- EMA ----------------------------------------------------------------------------------
@@ -47,11 +40,10 @@ def test_ema_with_the_write_ups_defaults_keeps_a_steady_vote_and_decays_a_change
 
 
 def test_smooth_node_outputs_nothing_without_a_person_but_still_ages_the_window():
-    node = Smooth({"window": 3, "alpha": 0.5})
-    node.open(Ctx())
-    assert node.process({"votes": {"votes": {"a": 10}}}, Ctx())["scores"]["scores"] == {"a": 10.0}
-    assert node.process({"votes": None}, Ctx()) == {}
-    scores = node.process({"votes": {"votes": {"b": 10}}}, Ctx())["scores"]["scores"]
+    with NodeHarness(Smooth, {"window": 3, "alpha": 0.5}) as node:
+        assert node.process({"votes": {"votes": {"a": 10}}})["scores"]["scores"] == {"a": 10.0}
+        assert node.process({"votes": None}) == {}
+        scores = node.process({"votes": {"votes": {"b": 10}}})["scores"]["scores"]
     assert scores == pytest.approx({"a": 2.5 / 1.75, "b": 10 / 1.75})  # {} counted as a frame of zeros
 
 
@@ -69,13 +61,12 @@ def test_rep_counter_counts_enter_then_exit_once_despite_wobbling():
 
 
 def test_reps_node_never_emits_empty_and_keeps_the_count_without_a_person():
-    node = Reps({"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0})
-    node.open(Ctx())
     seen = []
-    for scores in ({"squats_down": 9}, None, None, {"squats_down": 1}, None, {"squats_up": 10}):
-        out = node.process({"scores": None if scores is None else {"scores": scores}}, Ctx())
-        assert set(out) == {"count"}
-        seen.append((out["count"]["reps"], out["count"]["entered"]))
+    with NodeHarness(Reps, {"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0}) as node:
+        for scores in ({"squats_down": 9}, None, None, {"squats_down": 1}, None, {"squats_up": 10}):
+            out = node.process({"scores": None if scores is None else {"scores": scores}})
+            assert set(out) == {"count"}
+            seen.append((out["count"]["reps"], out["count"]["entered"]))
     assert seen == [({"squats_down": 0}, True), ({"squats_down": 0}, True), ({"squats_down": 0}, True),
                     ({"squats_down": 1}, False), ({"squats_down": 1}, False), ({"squats_down": 1}, False)]
     assert out["count"]["class"] == "squats_down"
@@ -107,32 +98,28 @@ def test_one_euro_reduces_jitter_on_a_still_pose_and_follows_a_step():
 
 
 def test_one_euro_node_filters_px_keeps_norm_consistent_and_resets_after_no_person():
-    node = OneEuro({"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0})
-    node.open(Ctx())
     packets = [p for p in squat_packets() if p is not None]
-    ctx = Ctx()
-    outs = []
-    for i, packet in enumerate(packets[:3]):
-        ctx.capture_ns = 10**9 + i * 200_000_000  # 5 frames/s
-        outs.append(node.process({"landmarks": packet}, ctx)["landmarks"])
-    assert np.array_equal(outs[0]["px"], packets[0]["px"])  # the first frame passes through
-    a = 1 / (1 + 1 / (2 * np.pi * 1.0 * 0.2))               # alpha at 1 Hz, dt 0.2 s
-    expected = outs[0]["px"][:, :3] + a * (packets[1]["px"][:, :3] - outs[0]["px"][:, :3])
-    assert np.allclose(outs[1]["px"][:, :3], expected, atol=1e-3)
-    assert np.allclose(outs[2]["norm"][:, :3], outs[2]["px"][:, :3] / [720, 1280, 720], atol=1e-6)
-    assert outs[2]["width"] == 720 and outs[2]["layout"] == "blazepose33"
-    assert node.process({"landmarks": None}, ctx) == {}
-    ctx.capture_ns += 200_000_000
-    again = node.process({"landmarks": packets[40]}, ctx)["landmarks"]
-    assert np.array_equal(again["px"], packets[40]["px"])  # fresh start, not dragged from frame 2
-    # world landmarks the model could not give (NaN) pass through without poisoning the state
-    nan_world = dict(packets[41], world=np.full((33, 4), np.nan, np.float32))
-    ctx.capture_ns += 200_000_000
-    out = node.process({"landmarks": nan_world}, ctx)["landmarks"]
-    assert np.isnan(out["world"]).all() and np.isfinite(out["px"]).all()
-    ctx.capture_ns += 200_000_000
-    out = node.process({"landmarks": packets[42]}, ctx)["landmarks"]
-    assert np.array_equal(out["world"], packets[42]["world"])
+    times = iter(range(10**9, 10**11, 200_000_000))  # capture times at 5 frames/s
+    with NodeHarness(OneEuro, {"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0}) as node:
+        def filtered(packet):
+            return node.process({"landmarks": packet}, capture_ns=next(times))
+
+        outs = [filtered(packet)["landmarks"] for packet in packets[:3]]
+        assert np.array_equal(outs[0]["px"], packets[0]["px"])  # the first frame passes through
+        a = 1 / (1 + 1 / (2 * np.pi * 1.0 * 0.2))               # alpha at 1 Hz, dt 0.2 s
+        expected = outs[0]["px"][:, :3] + a * (packets[1]["px"][:, :3] - outs[0]["px"][:, :3])
+        assert np.allclose(outs[1]["px"][:, :3], expected, atol=1e-3)
+        assert np.allclose(outs[2]["norm"][:, :3], outs[2]["px"][:, :3] / [720, 1280, 720], atol=1e-6)
+        assert outs[2]["width"] == 720 and outs[2]["layout"] == "blazepose33"
+        assert node.process({"landmarks": None}) == {}
+        again = filtered(packets[40])["landmarks"]
+        assert np.array_equal(again["px"], packets[40]["px"])  # fresh start, not dragged from frame 2
+        # world landmarks the model could not give (NaN) pass through without poisoning the state
+        nan_world = dict(packets[41], world=np.full((33, 4), np.nan, np.float32))
+        out = filtered(nan_world)["landmarks"]
+        assert np.isnan(out["world"]).all() and np.isfinite(out["px"]).all()
+        out = filtered(packets[42])["landmarks"]
+        assert np.array_equal(out["world"], packets[42]["world"])
 
 
 # ----- the chain as a real graph -----------------------------------------------------------------
@@ -190,25 +177,21 @@ def _clip_votes():
 
 
 def _interleave(node, streams, make_inputs, capture_ns=None):
-    """Feed `streams` ({stream id: [item, ...]}) to one open node, one item of each stream in
-    turn (streams of unequal length: the longer one goes on alone); outputs per stream."""
+    """Feed `streams` ({stream id: [item, ...]}) to one node (a NodeHarness), one item of each
+    stream in turn (streams of unequal length: the longer one goes on alone); outputs per stream."""
     outs = {stream: [] for stream in streams}
     for i in range(max(len(items) for items in streams.values())):
         for stream, items in streams.items():
             if i < len(items):
-                ctx = Ctx(stream)
-                ctx.seq = i
-                if capture_ns:
-                    ctx.capture_ns = capture_ns[stream](i)
-                outs[stream].append(node.process(make_inputs(items[i]), ctx))
+                t = capture_ns[stream](i) if capture_ns else 0
+                outs[stream].append(node.process(make_inputs(items[i]), stream=stream, seq=i, capture_ns=t))
     return outs
 
 
 def _alone(make_node, items, make_inputs, stream, capture_ns=None):
     """The same items through a fresh node that sees only that one stream."""
-    node = make_node()
-    node.open(Ctx(stream))
-    return _interleave(node, {stream: items}, make_inputs, capture_ns and {stream: capture_ns[stream]})[stream]
+    with make_node() as node:
+        return _interleave(node, {stream: items}, make_inputs, capture_ns and {stream: capture_ns[stream]})[stream]
 
 
 def test_ema_smoothing_keeps_streams_apart():
@@ -217,10 +200,9 @@ def test_ema_smoothing_keeps_streams_apart():
     votes = _clip_votes()
     streams = {0: [{"votes": v} for v in votes], 3: [None if i % 7 == 0 else {"votes": v} for i, v in enumerate(votes[::-1][:40])]}
     inputs = lambda packet: {"votes": packet}
-    make = lambda: Smooth({"window": 10, "alpha": 0.2})
-    node = make()
-    node.open(Ctx())
-    outs = _interleave(node, streams, inputs)
+    make = lambda: NodeHarness(Smooth, {"window": 10, "alpha": 0.2})
+    with make() as node:
+        outs = _interleave(node, streams, inputs)
     for stream, items in streams.items():
         assert outs[stream] == _alone(make, items, inputs, stream), f"stream {stream}"
     # not trivially equal: the clip read forwards and backwards disagree most of the time
@@ -234,10 +216,9 @@ def test_reps_counts_each_stream_separately():
     scores = [{"scores": ema(v)} for v in _clip_votes()]
     streams = {0: scores, 1: [None if 20 <= i < 24 else s for i, s in enumerate(scores[16:])]}
     inputs = lambda packet: {"scores": packet}
-    make = lambda: Reps({"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0})
-    node = make()
-    node.open(Ctx())
-    outs = _interleave(node, streams, inputs)
+    make = lambda: NodeHarness(Reps, {"class_name": "squats_down", "enter_threshold": 6.0, "exit_threshold": 4.0})
+    with make() as node:
+        outs = _interleave(node, streams, inputs)
     for stream, items in streams.items():
         assert outs[stream] == _alone(make, items, inputs, stream), f"stream {stream}"
     assert outs[0][-1]["count"] == {"reps": {"squats_down": 2}, "class": "squats_down", "entered": True}
@@ -257,10 +238,9 @@ def test_one_euro_keeps_streams_apart_with_their_own_clock():
     streams = {0: packets, 2: packets[::-1][:30]}
     clocks = {0: lambda i: 10**9 + i * 200_000_000, 2: lambda i: 5 * 10**9 + i * 33_333_333}
     inputs = lambda packet: {"landmarks": packet}
-    make = lambda: OneEuro({"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0})
-    node = make()
-    node.open(Ctx())
-    outs = _interleave(node, streams, inputs, clocks)
+    make = lambda: NodeHarness(OneEuro, {"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0})
+    with make() as node:
+        outs = _interleave(node, streams, inputs, clocks)
     for stream, items in streams.items():
         alone = _alone(make, items, inputs, stream, clocks)
         assert len(alone) == len(outs[stream])

@@ -1,4 +1,4 @@
-"""`runner.py serve`: the HTTP side of the web app (stdlib ThreadingHTTPServer, 127.0.0.1 by default).
+"""`posegraph serve`: the HTTP side of the web app (stdlib ThreadingHTTPServer, 127.0.0.1 by default).
 
 Routes:
   GET  /                          upload page
@@ -24,14 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from posegraph.webapp import pages
 from posegraph.webapp.jobs import FINAL, RESULT_FILES, Job, JobQueue
 from posegraph.webapp.timeline import load_records, summary, timeline_svg
-from posegraph.webapp.uploads import (
-    UploadError,
-    check_graph,
-    check_length,
-    check_name,
-    probe_video,
-    receive,
-)
+from posegraph.webapp.uploads import UploadError, check_graph, check_length, check_name, probe_video, receive
 
 ID = r"([0-9a-f]{32})"
 DRAIN_LIMIT = 64 << 20   # a refused body up to this size is read and discarded, so the client sees the answer

@@ -162,7 +162,7 @@ def native_stderr_filtered():
 
 
 class BlazePose:
-    """One MediaPipe Pose solution: BGR image in, landmarks packet (nodes/packets.py) out.
+    """One MediaPipe Pose solution: BGR image in, landmarks packet (posegraph/pose/packets.py) out.
 
     With static_image_mode=False it tracks: each result depends on the frames before it
     (ROI from the last landmarks, smoothing over simulated 30 fps timestamps), so one

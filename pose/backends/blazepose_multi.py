@@ -11,10 +11,10 @@ detector score >= 0.5, weighted NMS IoU 0.3, ROI from detector keypoints 0/1 sca
 On Google's pose.jpg this matches `mp.solutions.pose` to well under a pixel.
 
 Neither mediapipe nor TensorFlow is imported: only the wheel's folder is located
-(nodes.blazepose.mediapipe_dir) and the models are run by ai_edge_litert's Interpreter.
+(posegraph.pose.backends.blazepose.mediapipe_dir) and the models are run by ai_edge_litert's Interpreter.
 
 Coordinates: `px` is [x_px, y_px, z_px, visibility] with z scaled like x (z_px = norm z * width,
-the convention of nodes/packets.py), `norm` is MediaPipe's normalised units, `world` is
+the convention of posegraph/pose/packets.py), `norm` is MediaPipe's normalised units, `world` is
 metres, hip-centred; see `PersonLandmarks`.
 """
 from __future__ import annotations
@@ -25,20 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from posegraph.pose.backends.blazepose import (
-    LANDMARK_MODELS,
-    LAYOUT,
-    MODELS_DIR,
-    NUM_LANDMARKS,
-    ModelMissingError,
-    mediapipe_dir,
-    native_stderr_filtered,
-)
+from posegraph.pose.backends.blazepose import (LANDMARK_MODELS, LAYOUT, MODELS_DIR, NUM_LANDMARKS, ModelMissingError,
+                                               mediapipe_dir, native_stderr_filtered)
 
 # ----- constants of mediapipe 0.10.21's pose graphs (read from the wheel) -----------------------
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
-HEATMAP_SIZE = 64
 NUM_ANCHORS = 2254
 ANCHOR_STRIDES = (8, 16, 32, 32, 32)  # SsdAnchors: 5 layers, 2 anchors per cell each, fixed size
 NMS_IOU = 0.3  # weighted NMS, intersection over union
@@ -268,7 +260,7 @@ class PersonLandmarks:
     source: str = "detection"  # or "tracking"
 
     def packet(self) -> dict:
-        """This person as a landmarks packet (nodes/packets.py)."""
+        """This person as a landmarks packet (posegraph/pose/packets.py)."""
         return {"px": self.px, "norm": self.norm, "world": self.world, "width": self.width,
                 "height": self.height, "layout": LAYOUT}
 

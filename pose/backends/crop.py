@@ -1,11 +1,12 @@
 """The person crop a custom keypoint model sees, shared by training and running.
 
 Why one module: a coordinate-regression model only works when it is run on crops made
-exactly like those it was trained on. Training (nodes/keypoint_data.py,
-nodes/keypoint_model.py) and the `custom` pose backend (nodes/custom_pose.py) both call
+exactly like those it was trained on. Training (posegraph/pose/training/keypoint_data.py,
+posegraph/pose/training/keypoint_model.py) and the `custom` pose backend
+(posegraph/pose/backends/custom.py) both call
 these functions, so the two can never drift apart.
 
-A crop is a `Roi` (nodes/blazepose_multi.py): centre, side and rotation in image pixels.
+A crop is a `Roi` (posegraph/pose/backends/blazepose_multi.py): centre, side and rotation in image pixels.
 Two ways to get one:
 - `detector`: the BlazePose person detector's ROI, the one MediaPipe's landmark model gets
   (centred on the hips, side 2.5 x hip-to-scale-point distance, rotated so the body stands

@@ -2,9 +2,9 @@
 
 `pose` with `model: custom:PATH` runs it. PATH is the model folder (model.json plus the
 TFLite files; `custom_precision` picks model.float.tflite or model.int8.tflite) or one
-.tflite file with model.json beside it. Library only (no Node class); nodes/pose.py wires it.
+.tflite file with model.json beside it. Library only (no Node class); posegraph/pose/estimator.py makes it.
 
-Per frame: the person crops (nodes/keypoint_crop.py, the way the model was trained: the
+Per frame: the person crops (posegraph/pose/backends/crop.py, the way the model was trained: the
 BlazePose person detector's ROIs, best first, or the whole frame), the model on each, the
 crop units mapped back to image pixels. A regression model gives no per-keypoint
 confidence, so every keypoint's score is the crop's: the detector's score (1.0 for whole-
@@ -21,16 +21,9 @@ from pathlib import Path
 
 import numpy as np
 from posegraph.pose import landmarks as lm
-from posegraph.pose.backends.crop import (
-    CROP_MODES,
-    as_model_input,
-    crop_image,
-    frame_roi,
-    from_crop,
-)
+from posegraph.pose.backends.crop import CROP_MODES, as_model_input, crop_image, frame_roi, from_crop
 from posegraph.pose.paths import resolve_path
 
-PREFIX = "custom:"
 PRECISIONS = ("float", "int8")
 
 

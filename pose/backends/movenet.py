@@ -5,7 +5,7 @@ MultiPose Lightning at 256 x 256. Library only (no Node class).
 return a list of people, best first, each a dict:
 
 - `keypoints`: float32 (17, 3) = (x_px, y_px, score) in the image, COCO-17 order
-  (nodes.landmarks.COCO_NAMES),
+  (posegraph.pose.landmarks.COCO_NAMES),
 - `score`: single pose: the mean of the 17 keypoint scores; multipose: the model's pose score,
 - `box`: (x0, y0, x1, y1) in image pixels; single pose: around the keypoints scoring >=
   keypoint_threshold (all 17 if none does); multipose: the model's box.
@@ -30,12 +30,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from posegraph.pose.backends.posenet import (
-    box_of,
-    letterbox_square,
-    load_interpreter,
-    square_crop,
-)
+from posegraph.pose.backends.posenet import box_of, letterbox_square, load_interpreter, square_crop
 
 VARIANTS = {
     "lightning": ("models/movenet-lightning.fp16.tflite", 192),

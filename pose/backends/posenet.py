@@ -4,7 +4,7 @@ Library only (no Node class). `PoseNet(...).run(image_bgr)` returns a list of pe
 first, each a dict:
 
 - `keypoints`: float32 (17, 3) = (x_px, y_px, score) in the image, COCO-17 order
-  (nodes.landmarks.COCO_NAMES),
+  (posegraph.pose.landmarks.COCO_NAMES),
 - `score`: the pose score (below),
 - `box`: (x0, y0, x1, y1) in image pixels around the keypoints scoring >= keypoint_threshold
   (all 17 when none does).
@@ -35,7 +35,6 @@ from posegraph.pose import landmarks as lm
 from posegraph.pose.paths import resolve_path
 
 NUM_PARTS = 17
-PART_NAMES = lm.COCO_NAMES
 
 # Skeleton edges (parent -> child). The displacement channel of an edge is its position here.
 EDGES: tuple[tuple[int, int], ...] = (
@@ -48,7 +47,7 @@ DEFAULT_MODEL = "models/posenet.fp32.tflite"
 OFFSET_REFINE_STEPS = 2
 
 
-# ----- shared helpers (nodes.movenet uses them too) --------------------------------------------
+# ----- shared helpers (posegraph.pose.backends.movenet uses them too) --------------------------------------------
 def letterbox_square(height: int, width: int) -> tuple[int, int, int]:
     """(y0, x0, side) of the centred square around a height x width frame (y0/x0 <= 0)."""
     side = max(height, width)
@@ -211,7 +210,7 @@ class PoseNet:
     - flip: run on the mirrored input and mirror the result back (left/right parts swapped back),
     - num_threads.
 
-    After `run`, `invoke_ms` = [the model's invoke time in ms] (a list, as in nodes.movenet).
+    After `run`, `invoke_ms` = [the model's invoke time in ms] (a list, as in posegraph.pose.backends.movenet).
     """
 
     def __init__(self, model_path: str = DEFAULT_MODEL, input_size: int = 513, output_stride: int = 16,

@@ -32,13 +32,7 @@ from pathlib import Path
 import numpy as np
 from posegraph.pose import landmarks as lm
 from posegraph.pose.backends.blazepose_multi import Roi
-from posegraph.pose.backends.crop import (
-    box_overlap,
-    crop_image,
-    frame_roi,
-    roi_around,
-    to_crop,
-)
+from posegraph.pose.backends.crop import box_overlap, crop_image, frame_roi, roi_around, to_crop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -349,13 +343,7 @@ class _progress:
         if not self.enabled:
             return lambda n=1: None
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             console=Console(stderr=True))

@@ -1,6 +1,6 @@
 """Train a coordinate-regression keypoint model (Keras) and export it to TFLite.
 
-The model: a person crop (nodes/keypoint_crop.py) of `size` x `size`, gray or colour,
+The model: a person crop (posegraph/pose/backends/crop.py) of `size` x `size`, gray or colour,
 0..255 -> 2k numbers, the k keypoints' (x, y) in crop units (0..1 across the crop).
 Backbones: `small` (a plain CNN, the default: it trains from scratch on ~1,000 frames on a
 CPU), `mobilenetv2`, `resnet50`. ImageNet weights cannot be downloaded here, so the
@@ -54,7 +54,7 @@ def _tf():
 
 # ----- augmentation -------------------------------------------------------------------------------
 def mirror_perm(names) -> np.ndarray | None:
-    """Gather indices swapping each left keypoint with its right twin (nodes/landmarks.py);
+    """Gather indices swapping each left keypoint with its right twin (posegraph/pose/landmarks.py);
     None when a sided keypoint's twin is missing (a mirrored image would then need a label
     nobody gave)."""
     perm = lm.mirror_perm(lm.custom_layout(names))
@@ -261,13 +261,7 @@ def progress_callback(epochs: int, steps: int, enabled: bool):
             if not enabled:
                 return
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=Console(stderr=True))

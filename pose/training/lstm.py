@@ -8,22 +8,13 @@ from pathlib import Path
 
 import numpy as np
 from posegraph.pose import landmarks as lm
-from posegraph.pose.lstm import (
-    DEFAULT_WINDOW,
-    FEATURE_KINDS,
-    FEATURE_SIZES,
-    NORMALISATION,
-    TfliteModel,
-    _quiet_tf,
-    features,
-    person_mask,
-    windows,
-)
+from posegraph.pose.lstm import (DEFAULT_WINDOW, FEATURE_KINDS, FEATURE_SIZES, NORMALISATION, TfliteModel, _quiet_tf,
+                                 features, person_mask, windows)
 
 
 # ----- augmentation --------------------------------------------------------------------------
 def mirror_points(points: np.ndarray, layout: str, width: float) -> np.ndarray:
-    """(T, K, 4) -> the clip seen in a mirror: left/right landmarks swapped (nodes.landmarks
+    """(T, K, 4) -> the clip seen in a mirror: left/right landmarks swapped (posegraph.pose.landmarks
     mirror permutation; custom layouts too) and x -> width - x. NaN rows stay NaN."""
     out = np.array(points, dtype=np.float32)[:, lm.mirror_perm(layout)]
     out[..., 0] = width - out[..., 0]

@@ -33,16 +33,23 @@ class Received:
         self.arrays = self.frames = self.refs = None
 
 
-class InLink:
-    """An input link: its configuration and one back socket per producer replica."""
+class _LinkEnd:
+    """What both ends of a link read on the hot path, copied out of its configuration."""
 
-    def __init__(self, config: InLinkConfig, back_sockets: list):
+    def __init__(self, config: InLinkConfig | OutLinkConfig):
         self.config = config
         self.id = config.link
-        self.port = config.port
+        self.port = config.port  # this node's port: an input port, or an output port
         self.policy = config.policy
         self.size = config.size
         self.shm = config.shm  # False: another machine's packets; slot references are refused
+
+
+class InLink(_LinkEnd):
+    """An input link: its configuration and one back socket per producer replica."""
+
+    def __init__(self, config: InLinkConfig, back_sockets: list):
+        super().__init__(config)
         self.producers = back_sockets
 
     def producer_of(self, stream: int, seq: int) -> int:
@@ -60,18 +67,13 @@ class Entry:
         self.consumed = False
 
 
-class OutLink:
+class OutLink(_LinkEnd):
     """An output link: its socket, the consumer's state as its hellos and acks tell it,
     and what was sent and not yet released."""
 
     def __init__(self, config: OutLinkConfig, socket):
-        self.config = config
-        self.id = config.link
-        self.port = config.port
+        super().__init__(config)
         self.consumer = config.consumer
-        self.policy = config.policy
-        self.size = config.size
-        self.shm = config.shm
         self.replica = config.replica
         self.replicas = config.replicas
         self.by_stream = config.route == "stream"  # a stateful consumer: each replica owns whole streams
