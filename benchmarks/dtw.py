@@ -166,7 +166,7 @@ def main(argv=None) -> int:
     }
     results["notes"] = ("numba_band5 is exact DTW restricted to a Sakoe-Chiba band of 5 frames: a different, constrained "
                         "distance, so its difference from unbanded DTW is the band's effect, not approximation error "
-                        "(tests/test_dtw.py checks it against a pure-Python banded reference). fastdtw's default radius is 1. "
+                        "(tests/pose/test_dtw.py checks it against a pure-Python banded reference). fastdtw's default radius is 1. "
                         "Times: best of several rounds (the machine may be shared).")
     for name in ("synthetic", "real_squat_angles"):
         r = results[name]

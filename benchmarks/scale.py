@@ -11,7 +11,7 @@ Every capture node reads the bundled clip (65 frames, 720x1280), looped, FRAMES 
     (all nodes ready -> end); ratio against 1 stream.
 (b) replicas: pose `replicas: 2` against 1 (the (a) 2-stream run of the same round), 2
     streams; pose is stateful, so each replica takes one stream.
-(c) machines: three network-namespace "hosts" (tests/netns.py): capture on edge, pose on
+(c) machines: three network-namespace "hosts" (tests/support/netns.py): capture on edge, pose on
     gpu, the rest on sink, `security: none`, one runner per host; against the very same
     graph file run by one runner on one host (no --machine). 1 stream. Here throughput is
     the sink node's own frames/s (first to last frame it handled) for both sides, because
@@ -59,7 +59,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 CLIP = ROOT / "data" / "google_pose_reference" / "pose_squats.mp4"
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable

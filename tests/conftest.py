@@ -1,4 +1,12 @@
-"""Helpers shared by the engine tests: run a real graph through the real CLI."""
+"""What every test folder shares: the repository root, tests/support (node files the
+tests wire into graphs, and test harnesses) on the import path, and `graph_run`, a real
+runner on a graph written from text.
+
+    tests/engine   the engine: spec, runtime, supervisor, machines, security, keyed state
+    tests/pose     the pose library: layouts, features, classifiers, backends, training
+    tests/nodes    node kinds, alone (posegraph.testing) and in real graphs
+    tests/webapp   the upload app and the live view, over HTTP and in a browser
+"""
 import os
 import sys
 from pathlib import Path
@@ -8,17 +16,19 @@ import pytest
 from posegraph import testing
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
+SUPPORT = Path(__file__).resolve().parent / "support"
+sys.path.insert(0, str(SUPPORT))
 
 
 class GraphRun(testing.GraphRun):
-    """A runner on a graph written from text: TESTS and TMP in it name the tests' folder
-    and this test's temporary folder; run from the repository root like a user would."""
+    """A runner on a graph written from text: TESTS, TESTDIR and TMP in it name
+    tests/support, tests/ and this test's temporary folder; run from the repository root
+    like a user would."""
 
     def __init__(self, tmp_path: Path, yaml_text: str, args=()):
         graph = tmp_path / "graph.yaml"
-        graph.write_text(yaml_text.replace("TESTS", str(TESTS)).replace("TMP", str(tmp_path)))
+        text = yaml_text.replace("TESTDIR", str(SUPPORT.parent)).replace("TESTS", str(SUPPORT))
+        graph.write_text(text.replace("TMP", str(tmp_path)))
         super().__init__(graph, args, directory=tmp_path, cwd=ROOT)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from posegraph import EndOfStream, Node, NodeOpenError, Param
 from posegraph.testing import NodeHarness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
 IMAGE = REF / "pose.jpg"
 VIDEO = REF / "pose_squats.mp4"
@@ -229,13 +229,13 @@ def test_pose_node_in_a_graph_run_by_the_cli(graph_run):
 name: pose_test
 nodes:
   - id: source
-    uses: TESTS/test_pose_node.py:ImageSource
+    uses: TESTDIR/nodes/test_pose_node.py:ImageSource
     params: {{path: {IMAGE}, count: 8, blank: [3, 7]}}
   - id: pose
     uses: pose
     inputs: {{frame: source/frame}}
   - id: sink
-    uses: TESTS/test_pose_node.py:Recorder
+    uses: TESTDIR/nodes/test_pose_node.py:Recorder
     params: {{record: TMP/sink.jsonl}}
     inputs: {{landmarks: pose/landmarks}}
 """)

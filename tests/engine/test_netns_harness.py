@@ -12,7 +12,7 @@ import zmq
 
 from netns import ThreeHosts, netns_unavailable_reason, three_hosts  # noqa: F401  (fixture)
 
-TESTS = Path(__file__).resolve().parent
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
 PORT = 5599  # every namespace is fresh, so a fixed port cannot clash
 
 
@@ -142,7 +142,7 @@ def test_leftovers_of_a_killed_run_are_cleaned_by_the_next():
         print(json.dumps([[h.netns for h in hosts], hosts.bridge]), flush=True)
         time.sleep(60)
     """)
-    crashed = subprocess.Popen([sys.executable, "-c", code, str(TESTS)], stdout=subprocess.PIPE, text=True)
+    crashed = subprocess.Popen([sys.executable, "-c", code, str(SUPPORT)], stdout=subprocess.PIPE, text=True)
     try:
         names, bridge = json.loads(crashed.stdout.readline())
     finally:

@@ -2,18 +2,16 @@
 write-up's per-sample loop, outliers, the samples loader's errors, the node, and the
 knn-samples training command on frames of the bundled squat clip.
 
-Run as a script (`python tests/test_knn.py`) for the speed benchmark: ms per query of the
+Run as a script (`python tests/pose/test_knn.py`) for the speed benchmark: ms per query of the
 vectorised classifier against the reference loop below.
 """
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from posegraph.nodes.embed import Embed
 from posegraph.pose.features import mlkit_embedding, mlkit_embeddings  # noqa: E402
@@ -23,7 +21,7 @@ from posegraph.pose.knn import KnnClassifier, SamplesError, find_outliers, leave
 from posegraph import NodeOpenError  # noqa: E402
 from posegraph.testing import NodeHarness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
 SQUATS = ROOT / "data" / "google_pose_reference"
 

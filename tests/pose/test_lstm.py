@@ -2,13 +2,11 @@
 the train-lstm command on clips cut from Google's squat landmarks, the TFLite export against
 Keras, a held-out repetition, and the `lstm` node in a real graph."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lstm_test_nodes import HEIGHT, WIDTH, squat_points  # noqa: E402
 
 from posegraph.pose import landmarks as lm  # noqa: E402
@@ -172,7 +170,7 @@ def test_train_lstm_takes_a_folder_of_clips_in_one_command(tmp_path):
 
     from posegraph.commands import train_lstm as lstm_train
 
-    clip = Path(__file__).resolve().parent.parent / "data" / "google_pose_reference" / "pose_squats.mp4"
+    clip = Path(__file__).resolve().parents[2] / "data" / "google_pose_reference" / "pose_squats.mp4"
     for label, flip in (("upright", None), ("upside_down", 0)):
         (tmp_path / "clips" / label).mkdir(parents=True)
         capture = cv2.VideoCapture(str(clip))

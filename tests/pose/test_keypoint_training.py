@@ -32,7 +32,7 @@ from posegraph.pose import landmarks as lm
 from posegraph.pose.backends.crop import crop_image, from_crop, to_crop
 from posegraph.pose.training.keypoint_data import CONTEXT_ZOOM, LabelError, Sample, attach_crops, load_labels, parse_keypoints, pseudo_label, read_frames, split_by_clip, write_labels
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
 VIDEO = REF / "pose_squats.mp4"
 IMAGE = REF / "pose.jpg"

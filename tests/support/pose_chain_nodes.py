@@ -12,7 +12,7 @@ import numpy as np
 
 from posegraph import EndOfStream, Node, Param
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SQUATS = ROOT / "data" / "google_pose_reference" / "pose_squats.full.json"
 WIDTH, HEIGHT = 720, 1280
 

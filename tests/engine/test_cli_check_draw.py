@@ -8,7 +8,7 @@ from pathlib import Path
 
 from test_graph_validation import MYNODE  # one user node file for both CLI and validation tests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""Helpers for tests/test_dtw.py: real squat landmarks, made-up arm motions, a landmarks
+"""Helpers for tests/pose/test_dtw.py: real squat landmarks, made-up arm motions, a landmarks
 source node and a recording sink.
 
 `squat_points()` is Google's reference landmarks of pose_squats.mp4 (65 frames x 33 x
@@ -15,7 +15,7 @@ import numpy as np
 
 from posegraph import EndOfStream, Node, Param
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SQUATS = ROOT / "data" / "google_pose_reference" / "pose_squats.full.json"
 WIDTH, HEIGHT = 720, 1280
 L_SH, R_SH, L_EL, R_EL, L_WR, R_WR = 11, 12, 13, 14, 15, 16

@@ -4,7 +4,7 @@
 Two tiny models are trained once for the module (in parallel, ~30 s): a COCO-17 one on the
 BlazePose detector's crops and an upper-body one (six keypoints) on the whole frame, both
 from Google's reference landmarks of pose_squats.mp4. Their accuracy is not the point here
-(tests/test_keypoint_training.py measures that): the graphs must carry exactly what the
+(tests/pose/test_keypoint_training.py measures that): the graphs must carry exactly what the
 backend computes in this process, with the right layout, through embed and the sinks; bad
 model paths must stop the graph with one line naming node 'pose' and field 'params.model'.
 
@@ -23,7 +23,7 @@ import pytest
 
 from posegraph import Node, Param
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
 VIDEO = REF / "pose_squats.mp4"
 DEMO = ROOT / "graphs" / "demo.yaml"
@@ -171,8 +171,8 @@ nodes:
   - {{id: angles_upper, uses: embed, params: {{kind: angles}}, inputs: {{landmarks: pose_upper/landmarks}}}}
   - {{id: keep_int8, uses: jsonl, params: {{path: TMP/int8.jsonl}}, inputs: {{landmarks: pose_int8/landmarks}}}}
   - {{id: keep_upper, uses: jsonl, params: {{path: TMP/upper.jsonl}}, inputs: {{landmarks: pose_upper/landmarks}}}}
-  - {{id: rec_int8, uses: TESTS/test_custom_pose_backend.py:FeatureRecorder, params: {{record: TMP/angles_int8.jsonl}}, inputs: {{features: angles_int8/features}}}}
-  - {{id: rec_upper, uses: TESTS/test_custom_pose_backend.py:FeatureRecorder, params: {{record: TMP/angles_upper.jsonl}}, inputs: {{features: angles_upper/features}}}}
+  - {{id: rec_int8, uses: TESTDIR/nodes/test_custom_pose_backend.py:FeatureRecorder, params: {{record: TMP/angles_int8.jsonl}}, inputs: {{features: angles_int8/features}}}}
+  - {{id: rec_upper, uses: TESTDIR/nodes/test_custom_pose_backend.py:FeatureRecorder, params: {{record: TMP/angles_upper.jsonl}}, inputs: {{features: angles_upper/features}}}}
 """)
     assert run.wait(timeout=180) == 0, run.stderr[-3000:]
     upper_layout = "custom:" + ",".join(UPPER)

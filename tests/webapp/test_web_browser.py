@@ -1,4 +1,4 @@
-"""The web pages in a real browser: Debian's Chromium driven by Playwright (tests/browser.py).
+"""The web pages in a real browser: Debian's Chromium driven by Playwright (tests/support/browser.py).
 
 Screenshots of each page are saved in out/test-artifacts/.
 """

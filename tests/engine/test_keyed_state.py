@@ -1,12 +1,9 @@
 """Keyed state is the engine's job: a user's node declares `KEYS` and `new_state` and gets a
 state per (stream, key), calls for keys missing lately, retirement after KEY_TIMEOUT frames,
 at the end of a stream and at close, in the test harness and in a real graph alike."""
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import keyed_test_nodes as user  # noqa: E402
 
 from posegraph.testing import NodeHarness  # noqa: E402

@@ -8,8 +8,8 @@ loopback), and namespaces give that on one box in well under a second.
         hosts["gpu"].popen([sys.executable, "-c", "..."])
         hosts.inventory()                     # {"edge": "10.x.y.1", ...}
 
-Test modules use the fixture with `from netns import three_hosts` (pytest puts
-tests/ on sys.path, as for `from conftest import ...`).
+Test modules use the fixture with `from netns import three_hosts` (tests/conftest.py puts
+tests/support on sys.path).
 
 Layout: one bridge `pg<hex>br` in the root namespace (address .254 unless
 bridge_addr=False, so the root namespace can reach the hosts too); per host a

@@ -2,7 +2,7 @@
 the CLI, plus direct calls (posegraph.testing.NodeHarness) for the corner cases a graph
 cannot easily produce.
 
-The source is test_support_render_nodes.py:ClipSource: the bundled squats clip (65 frames,
+The source is render_test_nodes.py:ClipSource: the bundled squats clip (65 frames,
 720x1280 portrait) with its reference landmarks and made-up votes, scores and repetitions,
 so every value a sink writes is known here.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import GraphRun, processes_with
-from test_support_render_nodes import DATA, votes_at
+from render_test_nodes import DATA, votes_at
 
 from posegraph.testing import NodeHarness, run_node
 
@@ -25,7 +25,7 @@ FRAMES, WIDTH, HEIGHT = 65, 720, 1280
 NO_PERSON = [10, 11, 12]
 EMPTY = [0, 20, 21]  # empty frame packets: one before any image, two in the middle
 REFERENCE = np.array(json.loads((DATA / "pose_squats.full.json").read_text()), dtype=np.float32)  # 65 x 33 x 3
-CLIP = "uses: TESTS/test_support_render_nodes.py:ClipSource"
+CLIP = "uses: TESTS/render_test_nodes.py:ClipSource"
 RENDER_INPUTS = "inputs: {frame: clip/frame, landmarks: clip/landmarks, votes: clip/votes, scores: clip/scores, reps: clip/reps}"
 
 # Each render node here has one consumer (a second render feeds the PNG folder); a render

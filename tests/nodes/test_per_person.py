@@ -1,7 +1,7 @@
 """Issue 7: every node after the pose model works per person, so two people side by side
 get their own labels and counts.
 
-The scene (tests/people_test_nodes.py): the bundled squats clip beside itself 20 frames
+The scene (tests/support/people_test_nodes.py): the bundled squats clip beside itself 20 frames
 later, 1440 x 1280; person 1 is the clip, person 2 the delayed copy. Landmarks come from
 Google's reference landmarks of the clip (no pose model), merged into multi-person packets
 with posegraph.pose.people.merge; the nodes run in posegraph.testing.NodeHarness (the

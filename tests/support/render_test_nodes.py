@@ -13,7 +13,7 @@ import numpy as np
 
 from posegraph import EndOfStream, Node, Param
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "google_pose_reference"
+DATA = Path(__file__).resolve().parents[2] / "data" / "google_pose_reference"
 CLASSES = ("squats_down", "squats_up")
 
 

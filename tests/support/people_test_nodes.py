@@ -1,4 +1,4 @@
-"""Two people side by side, made from the bundled squats clip, for tests/test_per_person.py.
+"""Two people side by side, made from the bundled squats clip, for tests/nodes/test_per_person.py.
 
 The clip (pose_squats.mp4, 65 frames, 720 x 1280) with Google's reference landmarks
 (pose_squats.full.json) becomes a two-person scene: frame i of the scene is frame i of the
@@ -15,7 +15,7 @@ import numpy as np
 
 from posegraph import EndOfStream, Node, Param
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "google_pose_reference"
 CLIP = DATA / "pose_squats.mp4"
 SQUATS = DATA / "pose_squats.full.json"

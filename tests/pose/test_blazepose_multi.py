@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
 IMAGE = REF / "pose.jpg"
 VIDEO = REF / "pose_squats.mp4"

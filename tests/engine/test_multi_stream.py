@@ -82,7 +82,7 @@ nodes:
   - {id: cam_a, uses: synthetic}
   - {id: cam_b, uses: synthetic}
   - {id: pair, uses: TESTS/engine_test_nodes.py:Pair, inputs: {left: [cam_a/frame, cam_b/frame], right: cam_a/frame}}
-""".replace("TESTS", str(ROOT / "tests")))
+""".replace("TESTS", str(ROOT / "tests" / "support")))
     assert code == 2
     assert err.endswith("node 'pair' field 'inputs.right': inputs 'left' and 'right' carry different streams (only one has cam_b); "
                         "every input of a node must carry the same streams, or its joins never complete"), err

@@ -22,7 +22,7 @@ import pytest
 from posegraph import Node, Param
 from posegraph.testing import NodeHarness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
 IMAGE = REF / "pose.jpg"
 VIDEO = REF / "pose_squats.mp4"
@@ -324,14 +324,14 @@ def test_multi_person_packet_crosses_the_wire_in_a_graph(graph_run):
 name: pose_backends_test
 nodes:
   - id: source
-    uses: TESTS/test_pose_node.py:ImageSource
+    uses: TESTDIR/nodes/test_pose_node.py:ImageSource
     params: {{path: {IMAGE}, count: 4, blank: [2]}}
   - id: pose
     uses: pose
     params: {{model: movenet-lightning, max_people: 3, threads: 2}}
     inputs: {{frame: source/frame}}
   - id: sink
-    uses: TESTS/test_pose_backends.py:PacketRecorder
+    uses: TESTDIR/pose/test_pose_backends.py:PacketRecorder
     params: {{record: TMP/sink.jsonl}}
     inputs: {{landmarks: pose/landmarks}}
 """)

@@ -16,7 +16,7 @@ import pytest
 from posegraph.pose import landmarks as lm
 from posegraph.pose.backends.posenet import EDGES, NUM_EDGES, PoseNet, decode_multi, decode_single, sigmoid
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
 MULTI = ROOT.parent / "shared" / "data" / "multi_person"
 STRIDE = 16
