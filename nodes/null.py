@@ -1,12 +1,15 @@
 """`null`: a sink that counts what arrives and checks synthetic frames' sequence stamps.
 
 With `record` it appends one JSON line per packet (stream, seq, empty), which is how tests
-prove ordering and loss without reaching into the engine.
+prove ordering and loss without reaching into the engine; a restarted null sink first cuts
+a line its killed predecessor left half-written.
 """
 import json
+import os
 import time
 
 from posegraph.nodes.synthetic import read_stamp
+from posegraph.pose.records import last_whole_record
 
 from posegraph import Node, Param
 
@@ -20,7 +23,10 @@ class Null(Node):
     STATEFUL = True
 
     def open(self, ctx):
-        self.record = open(self.params["record"], "a", buffering=1) if self.params["record"] else None
+        path = self.params["record"]
+        if path and os.path.exists(path):
+            last_whole_record(path)
+        self.record = open(path, "a", buffering=1) if path else None
 
     def process(self, inputs, ctx):
         frame = inputs["frame"]

@@ -93,11 +93,16 @@ _LIMITS = (("e", 1 << 30), ("f", 1 << 16), ("i", 1 << 30), ("s", 1 << 16), ("q",
 
 
 class Header:
-    """A checked data-socket header. Every kind has link, producer, incarnation; data,
+    """A checked data-socket message. Every kind has link, producer, incarnation; data,
     EOS and SYNC also stream and seq (EOS: the end seq; SYNC: the first seq not released);
-    data also t (capture ns), flags, bare, meta and arrays ([name, dtype, shape, ref])."""
+    data also t (capture ns), flags, bare, meta and arrays ([name, dtype, shape, ref]).
 
-    __slots__ = ("kind", "link", "producer", "incarnation", "stream", "seq", "t", "flags", "bare", "meta", "arrays")
+    The receiver keeps a data packet as this object: `views` [(name, array)] are its
+    arrays (inline buffers or a producer's slots), `frames` the zmq frames they live in,
+    `refs` [(array, slot ref)] the arrays that are slot references."""
+
+    __slots__ = ("kind", "link", "producer", "incarnation", "stream", "seq", "t", "flags", "bare", "meta", "arrays",
+                 "views", "frames", "refs")
 
     def __init__(self, raw: dict):
         self.kind = raw["k"]
@@ -111,6 +116,11 @@ class Header:
         self.bare = raw.get("b", False)
         self.meta = raw.get("m")
         self.arrays = raw.get("a", [])
+        self.views = self.frames = self.refs = None
+
+    def drop_views(self) -> None:
+        """The node is done with this packet's arrays; the slots stay held upstream."""
+        self.views = self.frames = self.refs = None
 
 
 def decode_header(raw: bytes | memoryview) -> Header:

@@ -18,6 +18,7 @@ State, all declared in __init__:
   holding    key -> packets delivered and not yet consumed (duplicates of them wait)
   unreleased key -> packets consumed whose results are not yet released downstream
   sync       link -> stream -> producer replica -> first seq not released there
+  producer_incs (link, producer replica) -> its live incarnation (acks go to it)
   ended, eos_from, end_seq, finished   end of stream per port, and per stream
 """
 from __future__ import annotations
@@ -27,7 +28,9 @@ import collections
 import zmq
 
 from .. import wire
-from .links import InLink, Received
+from .links import InLink
+
+Received = wire.Header  # a data packet as received: its header, views and frames
 
 REORDER_LIMIT = 4096
 CONSUMED_AND_RELEASED = wire.ACK_CONSUMED | wire.ACK_RELEASED
@@ -41,7 +44,7 @@ class UpstreamAcks:
 
     def queue(self, link: InLink, rec: Received, flags: int) -> None:
         if rec.producer < len(link.producers):
-            self.queued.setdefault(link.producers[rec.producer], []).append([rec.link, rec.stream, rec.seq, flags, rec.pinc])
+            self.queued.setdefault(link.producers[rec.producer], []).append([rec.link, rec.stream, rec.seq, flags, rec.incarnation])
 
     def flush(self) -> None:
         for sock, acks in self.queued.items():
@@ -84,6 +87,7 @@ class Inputs:
         self.holding: dict[tuple[int, int], list] = {}
         self.unreleased: dict[tuple[int, int], list] = {}
         self.sync: dict[int, dict] = {}
+        self.producer_incs: dict[tuple[int, int], int] = {}
 
     # ----- receiving ---------------------------------------------------------------------
     def drain(self, inbox) -> None:
@@ -103,15 +107,43 @@ class Inputs:
         if link is None or header.producer >= len(link.producers):
             raise wire.WireError("message for a link this node does not have")
         kind = header.kind
-        if kind == wire.KIND_ANNOUNCE:  # a producer (re)started: say where each of its streams stands here
-            hints = [[stream, seq] for stream, seq in self.next_seq[link.port].items()]
-            link.producers[header.producer].send(wire.encode_hello(self.name, self.inc, self.replica, hints), zmq.NOBLOCK)
+        if kind == wire.KIND_ANNOUNCE:
+            self._on_announce(link, header)
         elif kind == wire.KIND_EOS:
             self._on_eos(link, header)
         elif kind == wire.KIND_SYNC:
             self._on_sync(link, header)
         else:
+            live = self.producer_incs.setdefault((link.id, header.producer), header.incarnation)
+            if header.incarnation != live:  # sent by a dead incarnation before it died: the live one owns it now
+                header.incarnation = live
             self._accept(link.port, self._receive(link, header, frames))
+
+    def _on_announce(self, link: InLink, header: wire.Header) -> None:
+        """A producer (re)started. Packets of its earlier incarnation that this node still
+        holds are now the new one's (it resends the same seqs, and the acks must reach it),
+        and it hears where each stream stands here."""
+        self.producer_incs[link.id, header.producer] = header.incarnation
+        for rec in self._held_from(link.id, header.producer):
+            rec.incarnation = header.incarnation
+        hints = [[stream, self._next_expected(link.port, stream)] for stream in self.streams]
+        link.producers[header.producer].send(wire.encode_hello(self.name, self.inc, self.replica, hints), zmq.NOBLOCK)
+
+    def _held_from(self, link_id: int, producer: int):
+        """Every packet of (link, producer replica) this node keeps: reordering, joined, held or unreleased."""
+        groups = [recs for recs in self.holding.values()] + [recs for recs in self.unreleased.values()]
+        groups += [list(buffer.values()) for by_stream in self.reorder.values() for buffer in by_stream.values()]
+        for recs in groups:
+            for rec in recs:
+                if rec.link == link_id and rec.producer == producer:
+                    yield rec
+
+    def hints(self) -> list[list[int]]:
+        """[[stream, the first seq this instance still needs]] for every stream reaching it
+        (its marks when it has seen nothing yet): what a hello tells a (re)started producer."""
+        if not self.ports:
+            return []
+        return [[stream, min(self._next_expected(port, stream) for port in self.ports)] for stream in self.streams]
 
     def _receive(self, link: InLink, header: wire.Header, frames) -> Received:
         """The packet's arrays, as views of its inline buffers or of a producer's slots."""
@@ -131,7 +163,8 @@ class Inputs:
             arrays.append((spec[0], array))
         if next(inline, None) is not None:
             raise wire.WireError("more buffers than the header lists")
-        return Received(header, arrays, frames, refs)
+        header.views, header.frames, header.refs = arrays, frames, refs
+        return header
 
     def _first_seq(self, stream: int) -> int:
         """Where this instance starts in a stream: where it left off, or its replica's first."""
@@ -341,11 +374,15 @@ class Inputs:
     @staticmethod
     def values(entry: dict[str, Received]) -> dict:
         """{port: value} of a key's packets, as node code receives them."""
-        return {port: wire.join_value(r.bare, r.arrays, r.meta, r.flags & wire.FLAG_EMPTY) for port, r in entry.items()}
+        return {port: wire.join_value(r.bare, r.views, r.meta, r.flags & wire.FLAG_EMPTY) for port, r in entry.items()}
 
     def stale_reads(self, recs) -> int:
         """How many of these packets' slots their producer reused while the node read them."""
-        return sum(not self.reader.generation_ok(ref) for rec in recs for _, ref in rec.refs)
+        stale = 0
+        for rec in recs:
+            if rec.refs:
+                stale += sum(not self.reader.generation_ok(ref) for _, ref in rec.refs)
+        return stale
 
     def fired(self, key) -> None:
         """`key` went out: the next seq of its stream may fire."""

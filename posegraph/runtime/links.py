@@ -1,36 +1,11 @@
-"""The two ends of a link as a node process holds them, and one received packet."""
+"""The two ends of a link as a node process holds them."""
 from __future__ import annotations
 
 import collections
 
 from ..config import InLinkConfig, OutLinkConfig
-from ..wire import Header
 
 LATEST_SLACK = 16  # packets a `latest` link may run ahead of its consumer: memory stays finite
-
-
-class Received:
-    """One checked packet from a link; keeps the zmq frames alive while views exist."""
-
-    __slots__ = ("link", "producer", "pinc", "stream", "seq", "t", "flags", "bare", "arrays", "meta", "frames", "refs")
-
-    def __init__(self, header: Header, arrays, frames, refs):
-        self.link = header.link
-        self.producer = header.producer
-        self.pinc = header.incarnation
-        self.stream = header.stream
-        self.seq = header.seq
-        self.t = header.t
-        self.flags = header.flags
-        self.bare = header.bare
-        self.meta = header.meta
-        self.arrays = arrays
-        self.frames = frames
-        self.refs = refs  # [(array, ref)] for arrays that live in another node's slots
-
-    def drop_views(self) -> None:
-        """The node is done with this packet's arrays; the slots stay held upstream."""
-        self.arrays = self.frames = self.refs = None
 
 
 class _LinkEnd:

@@ -88,7 +88,7 @@ class NodeProcess:
                                self.meter, self._pump)
         self.inputs = Inputs(identity, self._in_links(), cfg.streams, self.stride, self.marks, self.reader, self.meter,
                              on_skipped=self.outputs.note_done_below)
-        self.outputs.on_released = self.inputs.released
+        self.outputs.on_released = self._released
 
     def _in_links(self) -> dict[int, InLink]:
         """One InLink per input link; a back socket per producer replica, shared by links."""
@@ -192,8 +192,9 @@ class NodeProcess:
     def _run_opened(self) -> int:
         try:
             self.outputs.announce()
+            hints = self.inputs.hints()
             for sock in self.producer_backs:
-                sock.send(wire.encode_hello(self.name, self.inc, self.config.replica))
+                sock.send(wire.encode_hello(self.name, self.inc, self.config.replica, hints))
             self._report(control.READY)
             if self.config.is_source:
                 self._run_source()
@@ -225,11 +226,15 @@ class NodeProcess:
         return results
 
     def _start_seq(self, stream: int) -> int:
-        """Where a source starts: where it got to (its marks, kept across restarts by this
-        runner), or, on a machine whose runner was restarted, the first seq any consumer
-        still lacks (their hellos say; the lowest, so nothing is skipped)."""
-        hints = [link.resume_hint.get(stream, 0) for link in self.outputs.links.values()]
-        return max(self.marks[stream], min(hints) if hints else 0)
+        """Where a source starts: the first seq any consumer still lacks (their hellos say,
+        from what they have or, restarted too, from their own marks; the lowest, so nothing
+        is skipped: what they already have comes again and is dropped as a duplicate). What
+        the source itself emitted last may have died with it in its socket, so its own
+        marks count only when nobody consumes its stream."""
+        links = self.outputs.links.values()
+        if not links:
+            return self.marks[stream]
+        return min(link.resume_hint.get(stream, 0) for link in links)
 
     def _run_source(self) -> None:
         stream, limit, outputs = self.config.stream, self.config.max_frames, self.outputs
@@ -288,7 +293,10 @@ class NodeProcess:
         recs = list(entry.values())
         results = {}
         if not dropped:
-            self.outputs.slots.forwardable = {id(a): (a, ref) for rec in recs for a, ref in rec.refs}
+            forwardable = self.outputs.slots.forwardable
+            for rec in recs:
+                for array, ref in rec.refs:
+                    forwardable[id(array)] = (array, ref)
             results = self._process(Inputs.values(entry), key[0], key[1], t)
             stale = self.inputs.stale_reads(recs)
             if stale:
@@ -300,13 +308,24 @@ class NodeProcess:
         outputs = self.outputs
         if outputs.links:
             outputs.emit(key[0], key[1], t, results, flags)
-        outputs.slots.forwardable = {}
+        outputs.slots.forwardable.clear()
         if t and not flags:
             self.meter.latency(t)
         self.inputs.consumed(key, recs, results_pending=bool(outputs.links))
         if outputs.links:
             outputs.settle(key)  # drop this call's hold: inputs go when every result is released
-        self.marks.advance(key[0], key[1] + self.stride)
+        else:
+            self.marks.advance(key[0], key[1] + self.stride)  # a sink: done once processed
+
+    def _released(self, key) -> None:
+        """Everything sent for `key` was released downstream: release its inputs, and move
+        the stream's mark to the first seq not finished here. Only a released seq is done:
+        what this node sent last may die with it in its socket, and a restarted instance
+        must make it again."""
+        self.inputs.released(key)
+        stream = key[0]
+        pending = [seq for s, seq in self.outputs.pending if s == stream]
+        self.marks.advance(stream, min(pending) if pending else max(self.inputs.next_fire.get(stream, 0), key[1] + self.stride))
 
     def _finish_streams(self) -> None:
         for stream in self.inputs.ended_streams():
