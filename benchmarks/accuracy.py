@@ -13,7 +13,7 @@ window still get answers (the nodes answer early on a padded window).
   without --loo: the given (or default) model on every clip.
 
 Usage:
-  python benchmarks/accuracy.py --clips DIR --classifier lstm|dtw|knn [--loo] [--json FILE]
+  python benchmarks/accuracy.py --clips DIR --classifier lstm|dtw|knn [--loo] [--json FILE | --save]
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import saving  # benchmarks/saving.py: out/ unless --save
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -139,14 +141,15 @@ def main(argv=None) -> int:
     parser.add_argument("--loo", action="store_true", help="leave one clip out (train on the others)")
     parser.add_argument("--model", help="model to evaluate without --loo (default: the shipped one; knn needs a samples CSV)")
     parser.add_argument("--data", help="landmark dataset of --clips (made with runner.py extract; cached here by default)")
-    parser.add_argument("--json", help="write the results here (default benchmarks/accuracy_<classifier>[_loo].json)")
+    parser.add_argument("--json", help="write the results here (default out/accuracy_<classifier>[_loo].json)")
+    parser.add_argument("--save", action="store_true", help="write benchmarks/accuracy_<classifier>[_loo].json, the results README quotes")
     args = parser.parse_args(argv)
     from posegraph.pose.sequences import leave_one_clip_out, list_clips, load_dataset
 
     clips_root = Path(args.clips)
     clips = list_clips(clips_root)
     suffix = "_loo" if args.loo else ""
-    out_json = Path(args.json or ROOT / "benchmarks" / f"accuracy_{args.classifier}{suffix}.json")
+    out_json = saving.path(args, f"accuracy_{args.classifier}{suffix}.json")
     work = Path(tempfile.mkdtemp(prefix="pg-accuracy-"))
     rows = []
     start = time.monotonic()

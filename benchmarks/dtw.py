@@ -16,7 +16,7 @@ fastdtw.dtw (fastdtw's own exact pure-Python DTW, also the exactness reference).
 the Euclidean frame cost. Agreement: relative difference of each distance to the exact one,
 and how often each method picks the same nearest template for a query.
 
-Usage: python benchmarks/dtw.py [--json FILE] [--quick]
+Usage: python benchmarks/dtw.py [--json FILE | --save] [--quick]
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+import saving  # benchmarks/saving.py: out/ unless --save
 
 import numpy as np
 
@@ -154,7 +156,7 @@ def run_set(name: str, queries, templates, quick: bool) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", default=str(Path(__file__).with_name("dtw.json")), help="results file (default: beside this script)")
+    saving.add_arguments(parser, "dtw.json")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(7)
@@ -177,8 +179,9 @@ def main(argv=None) -> int:
             print(f"  {m:34s} rel. diff mean {a['rel_diff_mean']:.2e} max {a['rel_diff_max']:.2e}   "
                   f"nearest template agrees {a['nearest_template_agrees']:.0%}")
     print("note: " + results["notes"])
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    target = saving.path(args, "dtw.json")
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {target}")
     return 0
 
 

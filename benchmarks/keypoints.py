@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import saving  # benchmarks/saving.py: out/ unless --save
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +152,7 @@ def main() -> int:
     ap.add_argument("--patience", type=int, default=12)
     ap.add_argument("--relabel", action="store_true", help="label the clips again even if out/keypoints_bench has them")
     ap.add_argument("--ship", default=None, metavar="DIR", help="copy the trained model here (e.g. models/keypoints_coco17)")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "keypoints.json"))
+    saving.add_arguments(ap, "keypoints.json")
     args = ap.parse_args()
     if not CLIPS.is_dir():
         print(f"skipped: {CLIPS} is absent (development clips that do not ship)", file=sys.stderr)
@@ -206,8 +208,9 @@ def main() -> int:
     results["pose_jpg"] = evaluate(backends, mean_units, [(image, np.array(jpg["landmarks_xy"], float)[coco])])
     results["speed"] = timing(backends, [img for img, _ in squats[:40]])
     results["command"] = " ".join(["python benchmarks/keypoints.py"] + sys.argv[1:])
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    plot(results, Path(args.json).with_suffix(".png"))
+    target = saving.path(args, "keypoints.json")
+    target.write_text(json.dumps(results, indent=1))
+    plot(results, target.with_suffix(".png"))
     for key in ("held_out_clips", "pose_squats", "pose_jpg"):
         r = results[key]
         print(f"{key}: float {r['float']['all'].get('mean_px')} px, int8 {r['int8']['all'].get('mean_px')} px, "

@@ -18,7 +18,7 @@ a second one does the same through posegraph.pose.lstm.TfliteModel (the node's i
 per-frame call, without the engine). Those are the numbers that matter for the node, whose
 process never imports TensorFlow.
 
-Usage: python benchmarks/lstm.py [--json FILE]
+Usage: python benchmarks/lstm.py [--json FILE | --save]
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import saving  # benchmarks/saving.py: out/ unless --save
 
 import numpy as np
 
@@ -99,7 +101,7 @@ def fresh_process(script: str, model_path: Path) -> tuple[float, float, bool]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", default=str(Path(__file__).with_name("lstm.json")), help="where to save the results")
+    saving.add_arguments(parser, "lstm.json")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -144,14 +146,15 @@ def main(argv=None) -> int:
         "targets": {"tflite_ms_per_window": 0.1, "rss_mb_below": 200},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "tensorflow": tf.__version__},
     }
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    target = saving.path(args, "lstm.json")
+    target.write_text(json.dumps(result, indent=2) + "\n")
     print(f"ms per window: keras predict {predict_ms:.3f}, tf.function {fn_ms:.3f}, TFLite {lite_ms:.4f} "
           f"(invoke alone {invoke_ms:.4f}); TFLite is {predict_ms / lite_ms:.0f}x predict and {fn_ms / lite_ms:.1f}x tf.function")
     print(f"fresh process without TensorFlow (as the node runs): TFLite {fresh_bare_ms:.4f} ms per window "
           f"(ai_edge_litert alone), {fresh_node_ms:.4f} ms through posegraph.pose.lstm.TfliteModel")
     print(f"fresh process running the TFLite model: {rss_bare:.1f} MB resident with ai_edge_litert alone, "
           f"{rss_node:.1f} MB through posegraph.pose.lstm (TensorFlow imported: {tf_bare or tf_node}); "
-          f"{ops} ops, {size} bytes, max |TFLite - Keras| {diff:.1e}; saved {args.json}")
+          f"{ops} ops, {size} bytes, max |TFLite - Keras| {diff:.1e}; saved {target}")
     return 0
 
 

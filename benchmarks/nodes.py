@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import saving  # noqa: E402  (benchmarks/saving.py)
 from posegraph.testing import NodeHarness  # noqa: E402
 
 CLIP = ROOT / "data" / "google_pose_reference" / "pose_squats.mp4"
@@ -170,10 +171,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=260, help="frames per run (the 65-frame clip, looped)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of pose alone, graph and loop; medians reported")
-    parser.add_argument("--json", default=str(ROOT / "out" / "nodes.json"), help="where to write the results (default out/)")
-    parser.add_argument("--save", action="store_true", help="write benchmarks/nodes.json, the results README quotes")
+    saving.add_arguments(parser, "nodes.json")
     args = parser.parse_args(argv)
-    target = Path(__file__).with_name("nodes.json") if args.save else Path(args.json)
+    target = saving.path(args, "nodes.json")
     out_dir = Path(tempfile.mkdtemp(prefix="pg-bench-nodes-"))
     frames = clip_frames()
     print(f"each node kind alone on {CLIP.name} (65 frames, 720x1280, warm):", file=sys.stderr)
@@ -198,7 +198,6 @@ def main(argv=None) -> int:
         "node_kinds_alone_fps": alone,
         "graph_nodes": {n: {k: m[k] for k in ("fps", "proc_ms_p50", "proc_ms_p95", "latency_ms_p50", "rss_mb")} for n, m in graph_nodes.items()},
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
     print(f"demo graph {result['graph_fps']:.1f} frames/s, single-process loop {result['loop_fps']:.1f}, pose alone "
           f"{result['pose_alone_fps']:.1f} (medians); graph/loop {ratio:.2f}x, graph/pose alone {vs_pose:.2f}x "

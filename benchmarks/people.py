@@ -12,7 +12,7 @@ and Thunder with their crop pass, MoveNet MultiPose) on:
     there is definition, not error).
 Single-person backends (Lightning, Thunder) find at most one person by design.
 
-Run: python benchmarks/people.py [--json benchmarks/people.json] [--street-every 5]
+Run: python benchmarks/people.py [--json FILE | --save] [--street-every 5]
 Writes the JSON, annotated PNGs of pose.jpg to benchmarks/people/ and of a COCO photo and a
 street.avi frame to out/people/ (those images may not be copied into the project).
 Timings are wall-clock per frame of the backend's whole `run` (pre-processing, model,
@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import saving  # benchmarks/saving.py: out/ unless --save
 
 import cv2
 import numpy as np
@@ -117,9 +119,11 @@ def read_video(path, every=1, limit=None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "people.json"))
+    saving.add_arguments(parser, "people.json")
     parser.add_argument("--street-every", type=int, default=5, help="use every Nth frame of street.avi")
     args = parser.parse_args(argv)
+    global OUT
+    OUT = OUT if args.save else OUT_DEV  # pictures of bundled data are committed only with --save
     OUT.mkdir(parents=True, exist_ok=True)
     OUT_DEV.mkdir(parents=True, exist_ok=True)
     result = {"command": "python benchmarks/people.py " + " ".join(argv or sys.argv[1:]), "backends": {},
@@ -170,8 +174,8 @@ def main(argv=None) -> int:
               + (f" | street {row['street']['people_mean']} people/frame (max {row['street']['people_max']}), "
                  f"{row['street']['ms_per_frame_median']} ms" if street else "")
               + (f" | photos {row['photos']}" if photos else ""), flush=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json}, {OUT}/*.png (pose.jpg) and {OUT_DEV}/*.png (COCO photo 241, a street.avi frame)")
+    saving.path(args, "people.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {saving.path(args, 'people.json')}, {OUT}/*.png (pose.jpg) and {OUT_DEV}/*.png (COCO photo 241, a street.avi frame)")
     return 0
 
 

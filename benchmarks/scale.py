@@ -37,7 +37,7 @@ memory, to the gpu host and twice to the sink host), never the gain real machine
 bring. Load from other work moves single runs by 10-30% here; the per-round ratios and
 their medians are the numbers to read.
 
-Usage: python benchmarks/scale.py [--json FILE] [--rounds N] [--quick] [--frames N]
+Usage: python benchmarks/scale.py [--json FILE | --save] [--rounds N] [--quick] [--frames N]
 """
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import saving  # benchmarks/saving.py: out/ unless --save
 
 import yaml
 
@@ -268,7 +270,7 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", default=str(Path(__file__).with_name("scale.json")), help="results file (PNG beside it)")
+    saving.add_arguments(parser, "scale.json")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of every configuration (default 3; --quick 1)")
     parser.add_argument("--frames", type=int, default=None, help="frames per stream (default 260, the clip 4 times; --quick 20)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 20 frames per stream")
@@ -277,7 +279,7 @@ def main(argv=None) -> int:
     frames = args.frames or (20 if args.quick else 260)
     t0 = time.monotonic()
     info = machine_info()  # load average before this benchmark adds its own
-    json_path = Path(args.json)
+    json_path = saving.path(args, "scale.json")
     png_path = json_path.with_suffix(".png")
 
     from netns import ThreeHosts, netns_unavailable_reason

@@ -41,7 +41,9 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+import saving  # benchmarks/saving.py: out/ unless --save
+
+ROOT = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 1280, 720
 SHAPE = (HEIGHT, WIDTH, 3)
 HOPS = 3                  # links between the 4 processes
@@ -383,8 +385,8 @@ def run_baseline(name: str, frames: int, fps: float) -> Run:
 # ----- the engine ------------------------------------------------------------------------------
 def run_graph(frames: int, fps: float) -> Run:
     """The real engine, in this process: its node processes are our children."""
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from posegraph.spec import load_graph
     from posegraph.supervisor import Supervisor
 
@@ -474,8 +476,7 @@ def print_table(results: dict, rates: dict, frames: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=600, help="frames per full-speed run (default 600)")
-    parser.add_argument("--json", default="out/transport.json", help="where to write the results (default out/)")
-    parser.add_argument("--save", action="store_true", help="write benchmarks/transport.json, the results README quotes")
+    saving.add_arguments(parser, "transport.json")
     args = parser.parse_args(argv)
     if args.frames <= 2 * CPU_BASE_FRAMES:
         parser.error(f"--frames must be more than {2 * CPU_BASE_FRAMES}")
@@ -484,8 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, rates, args.frames)
     doc = {"transports": results, "ratios": rates, "frames": args.frames,
            "command": shlex.join(["python", *sys.argv])}
-    target = Path(__file__).with_name("transport.json") if args.save else Path(args.json)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = saving.path(args, "transport.json")
     target.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
