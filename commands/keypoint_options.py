@@ -50,3 +50,13 @@ def check_numbers(args) -> str | None:
     if hasattr(args, "width") and not 0.05 <= args.width <= 4:
         return "--width must be in [0.05, 4]"
     return None
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]):
+    """The command's arguments, or None after saying which number is out of range."""
+    args = parser.parse_args(argv)
+    problem = check_numbers(args)
+    if problem:
+        error(problem)
+        return None
+    return args

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from posegraph.commands.keypoint_options import add_input_options, check_numbers, error, print_label_report, say
+from posegraph.commands.keypoint_options import add_input_options, error, parse, print_label_report, say
 from posegraph.pose.training.keypoint_data import LabelError, parse_keypoints, pseudo_label, write_labels
 
 
@@ -22,10 +22,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    problem = check_numbers(args)
-    if problem:
-        return error(problem)
+    args = parse(_parser(), argv)
+    if args is None:
+        return 2
     if not args.inputs:
         return error("give at least one INPUT (image, video or folder)")
     if not args.keypoints:

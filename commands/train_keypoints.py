@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from posegraph.commands.keypoint_options import add_input_options, check_numbers, error, print_label_report, say
+from posegraph.commands.keypoint_options import add_input_options, error, parse, print_label_report, say
 from posegraph.pose.training.keypoint_data import (LabelError, attach_crops, load_labels, parse_keypoints, pseudo_label,
                                                    split_by_clip, write_labels)
 from posegraph.pose.training.keypoint_model import BACKBONES
@@ -61,10 +61,9 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = _train_parser().parse_args(argv)
-    problem = check_numbers(args)
-    if problem:
-        return error(problem)
+    args = parse(_train_parser(), argv)
+    if args is None:
+        return 2
     out = Path(args.output)
     started = time.monotonic()
     try:
