@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
 """How fast is one LSTM(50) window, and how small is a process that only runs the TFLite model?
 
-The `lstm` node's model (posegraph/pose/lstm.py: Normalization -> LSTM(50, unroll=True) ->
-Dropout -> Dense softmax) on 32 x 34 windows (coco_xy features), 4 classes, untrained
+The `lstm` node's model (posegraph/pose/training/actions.py: Normalization -> LSTM(50, unroll=True) ->
+Dropout -> Dense softmax, and the LSTM's output as the embedding) on 32 x 34 windows
+(coco_xy features), 4 classes, untrained
 weights (speed does not depend on them), timed in one invocation three ways:
 
   predict      keras model.predict(window) (batch 1), what a naive Keras loop does
   tf.function  the Keras model called inside a tf.function traced once for (1, 32, 34)
   tflite       the exported model.tflite (builtin ops, batch 1) through ai_edge_litert,
-               one thread, via posegraph.pose.lstm.TfliteModel (copy in, invoke, copy out):
+               one thread, via posegraph.pose.actions.TfliteModel (copy in, invoke, copy out):
                what the node does per frame
 
 Each is the median over ROUNDS rounds of the mean time per window in a round (warm).
 Then a fresh subprocess loads only the TFLite model through ai_edge_litert (no TensorFlow,
 no project code), times it the same way and reads its resident memory from /proc/self/statm;
-a second one does the same through posegraph.pose.lstm.TfliteModel (the node's imports and
+a second one does the same through posegraph.pose.actions.TfliteModel (the node's imports and
 per-frame call, without the engine). Those are the numbers that matter for the node, whose
 process never imports TensorFlow.
 
@@ -47,7 +48,8 @@ import os, sys, numpy as np
 from ai_edge_litert.interpreter import Interpreter
 it = Interpreter(model_path=sys.argv[1], num_threads=1)
 it.allocate_tensors()
-i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+i = it.get_input_details()[0]["index"]
+o = next(d["index"] for d in it.get_output_details() if d["shape"][-1] == 4)  # the class probabilities
 x = np.random.default_rng(0).normal(size=(1, 32, 34)).astype(np.float32)
 import statistics, time
 rounds = []
@@ -64,15 +66,15 @@ print(statistics.median(rounds), pages * os.sysconf("SC_PAGE_SIZE") / 2**20, "te
 RSS_NODE = r"""
 import os, sys, numpy as np
 sys.path.insert(0, sys.argv[2])
-from posegraph.pose.lstm import TfliteModel
-model = TfliteModel(sys.argv[1])
+from posegraph.pose.actions import TfliteModel
+model = TfliteModel(sys.argv[1], n_classes=4)
 x = np.random.default_rng(0).normal(size=(32, 34)).astype(np.float32)
 import statistics, time
 rounds = []
 for _ in range(5):
     start = time.perf_counter()
     for _ in range(5000):
-        p = model(x)
+        p = model(x)[0]
     rounds.append((time.perf_counter() - start) / 5)
 assert abs(float(p.sum()) - 1.0) < 1e-4
 pages = int(open("/proc/self/statm").read().split()[1])
@@ -105,8 +107,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from posegraph.pose import lstm as lstm_model
-    from posegraph.pose.training import lstm as lstm_training
+    from posegraph.pose import actions as lstm_model
+    from posegraph.pose.training import actions as lstm_training
 
     import tensorflow as tf
 
@@ -116,13 +118,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         lstm_training.export_tflite(model, path)
-        lite = lstm_model.TfliteModel(path)
+        lite = lstm_model.TfliteModel(path, n_classes=CLASSES)
         fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((1, WINDOW, FEATURES), tf.float32)])
-        want = model.predict(batch, verbose=0)[0]
-        diff = float(np.abs(want - lite(window)).max())
+        want = model.predict(batch, verbose=0)[0][0]
+        diff = float(np.abs(want - lite(window)[0]).max())
 
         predict_ms, predict_rounds = per_window_ms(lambda: model.predict(batch, verbose=0), 50)
-        fn_ms, fn_rounds = per_window_ms(lambda: fn(batch).numpy(), 500)
+        fn_ms, fn_rounds = per_window_ms(lambda: fn(batch)[0].numpy(), 500)
         lite_ms, lite_rounds = per_window_ms(lambda: lite(window), 5000)
         interp = lite.interpreter
         invoke_ms, _ = per_window_ms(interp.invoke, 5000)
@@ -151,9 +153,9 @@ def main(argv=None) -> int:
     print(f"ms per window: keras predict {predict_ms:.3f}, tf.function {fn_ms:.3f}, TFLite {lite_ms:.4f} "
           f"(invoke alone {invoke_ms:.4f}); TFLite is {predict_ms / lite_ms:.0f}x predict and {fn_ms / lite_ms:.1f}x tf.function")
     print(f"fresh process without TensorFlow (as the node runs): TFLite {fresh_bare_ms:.4f} ms per window "
-          f"(ai_edge_litert alone), {fresh_node_ms:.4f} ms through posegraph.pose.lstm.TfliteModel")
+          f"(ai_edge_litert alone), {fresh_node_ms:.4f} ms through posegraph.pose.actions.TfliteModel")
     print(f"fresh process running the TFLite model: {rss_bare:.1f} MB resident with ai_edge_litert alone, "
-          f"{rss_node:.1f} MB through posegraph.pose.lstm (TensorFlow imported: {tf_bare or tf_node}); "
+          f"{rss_node:.1f} MB through posegraph.pose.actions (TensorFlow imported: {tf_bare or tf_node}); "
           f"{ops} ops, {size} bytes, max |TFLite - Keras| {diff:.1e}; saved {target}")
     return 0
 

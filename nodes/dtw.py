@@ -10,20 +10,25 @@ from posegraph import Node, NodeOpenError, Param
 
 class Dtw(Node):
     """Landmarks -> DTW votes against recorded templates, over a sliding window per person
-    of each stream (posegraph.pose.dtw.DtwWindow). A person whose layout the templates
-    cannot use is skipped on that frame, counted as `wrong_layout` and reported once; a
-    frame without the person carries their last features forward (`carried`)."""
+    of each stream (posegraph.pose.dtw.DtwWindow). The features are the templates' kind:
+    `body` (view-invariant, from BlazePose's world landmarks) or 2-D `angles` / `embed`. A
+    person the templates cannot use (a layout without world landmarks for `body`, or the
+    wrong layout) is skipped on that frame, counted as `wrong_layout` and reported once; a
+    frame without the person carries their last features forward (`carried`). An answer
+    "unknown" (batch split, or the best distance above the templates' calibrated
+    threshold) votes {"unknown": 1.0}, so the smoothed class can be "unknown" too."""
 
     INPUTS = {"landmarks": "landmarks packet (posegraph/pose/packets.py), one or several people; None when no person"}
-    OUTPUTS = {"votes": "{'votes': {class: fraction of the batch}, 'label': class or 'unknown', 'distance': best "
-                        "normalised DTW distance}, per person; None before min_frames frames with a person"}
+    OUTPUTS = {"votes": "{'votes': {class: fraction of the batch} or {'unknown': 1.0}, 'label': class or 'unknown', "
+                        "'distance': best normalised DTW distance}, per person; None before min_frames frames with a person"}
     PARAMS = {
         "templates": Param(DEFAULT_TEMPLATES, help="templates .npz (runner.py dtw-templates); relative: from the current directory, else the project root"),
         "window": Param(45, min=2, max=10000, help="query length in frames (the last N frames)"),
         "every": Param(5, min=1, max=10000, help="classify every N frames; the frames between repeat the last answer"),
         "batch": Param(4, min=1, max=1000, help="closest templates that vote; the closest one's class wins if it has at least half"),
         "band": Param(10, min=0, max=100000, help="Sakoe-Chiba band half-width in frames (widened to the length difference); 0: no band"),
-        "threshold": Param(0.0, min=0.0, help="best normalised distance above which the answer is 'unknown'; 0: off"),
+        "threshold": Param(0.0, min=-1.0, help="best normalised distance above which the answer is 'unknown'; 0: the "
+                                               "templates file's calibrated thresholds (off when it has none); -1: off"),
         "min_frames": Param(15, min=1, max=10000, help="answer once this many frames were seen (the window fills up to `window`)"),
     }
     KEYS = BY_PERSON
@@ -31,8 +36,9 @@ class Dtw(Node):
     def open(self, ctx):
         p = self.params
         try:
+            threshold = None if p["threshold"] == 0 else p["threshold"]  # None: the file's; below 0: off
             self.dtw = DtwClassifier(Templates.load(resolve_path(p["templates"])), p["window"], p["every"], p["batch"],
-                                     p["band"], p["threshold"], p["min_frames"], name=p["templates"])
+                                     p["band"], threshold, p["min_frames"], name=p["templates"])
         except TemplatesError as exc:
             raise NodeOpenError(str(exc), field="params.templates") from None
         self.dtw.warm_up()

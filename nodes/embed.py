@@ -11,16 +11,19 @@ class Embed(Node):
     """Landmarks -> features of each person; stateless, so it can be replicated.
 
     Layouts: `angles` and `keypoints` work on every layout, `mlkit` on BlazePose-33 and
-    COCO-17 (posegraph.pose.features.features_packet). The upstream layout is not known at
+    COCO-17, `body` (view-invariant, for KNN samples of kind body) on people with world
+    landmarks, i.e. BlazePose (posegraph.pose.features.features_packet). The upstream layout is not known at
     open, so a person whose layout cannot give the features is skipped on that frame (no
     features), counted as `wrong_layout` and reported once in the log.
     """
 
     INPUTS = {"landmarks": "landmarks packet (posegraph/pose/packets.py), one or several people; None when no person"}
-    OUTPUTS = {"features": "{'vector': float32, 'kind': str, mlkit: 'embedding' and 'mirrored' float32 23 x 3}, per person"}
+    OUTPUTS = {"features": "{'vector': float32, 'kind': str, mlkit and body: 'embedding' and 'mirrored' float32 23 x 3}, "
+                           "per person"}
     PARAMS = {"kind": Param("mlkit", choices=FEATURE_KINDS,
-                            help="mlkit: ML Kit embedding (for knn; blazepose33 or coco17); angles: joint angles in radians; "
-                                 "keypoints: body-normalised COCO x,y (angles and keypoints: any layout)")}
+                            help="mlkit: ML Kit embedding (for knn; blazepose33 or coco17); body: the same pair vectors of the "
+                                 "world landmarks in the body frame (for knn samples of kind body; BlazePose only); angles: "
+                                 "joint angles in radians; keypoints: body-normalised COCO x,y (angles and keypoints: any layout)")}
     KEYS = BY_PERSON
 
     def process(self, inputs, ctx):

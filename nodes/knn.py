@@ -9,30 +9,52 @@ from posegraph import Node, NodeOpenError, Param
 
 
 class Knn(Node):
-    """Features (kind mlkit) -> votes of ML Kit's KNN over a samples CSV, for each person. Stateless.
+    """Features -> votes of ML Kit's KNN over a samples CSV, for each person. Stateless.
 
-    People of a COCO-17 pose model (features with `depth: False`) are compared in x and y
-    only (posegraph.pose.knn.KnnClassifier.classify_features).
+    The samples say which features they take: ML Kit's CSV (no sidecar) embed's `mlkit`;
+    samples made by `knn-samples --data` embed's `body` (view-invariant, from world
+    landmarks), and their sidecar holds calibrated "unknown" thresholds: above them the
+    answer is "unknown" (votes {"unknown": top_n_by_mean}) and the packet also carries the
+    answer ("label") and the neighbour distance ("distance"). ML Kit's samples give the
+    votes packet exactly as before. A person whose features are of another kind is skipped,
+    counted as `wrong_features` and reported once. People of a COCO-17 pose model
+    (features with `depth: False`) are compared in x and y only
+    (posegraph.pose.knn.KnnClassifier.classify_features).
     """
 
-    INPUTS = {"features": "features packet of embed with kind mlkit, one or several people; None when no person"}
-    OUTPUTS = {"votes": "{'votes': {class: count among the top_n_by_mean}}, per person; None when no person"}
+    INPUTS = {"features": "features packet of embed (the samples' kind), one or several people; None when no person"}
+    OUTPUTS = {"votes": "{'votes': {class: count among the top_n_by_mean}} (samples with a sidecar also 'label': the "
+                        "answer or 'unknown', 'distance': neighbour distance), per person; None when no person"}
     PARAMS = {
-        "samples": Param(BUNDLED_SAMPLES, help="ML Kit samples CSV; relative paths: from the current directory, else the project root"),
+        "samples": Param(BUNDLED_SAMPLES, help="samples CSV (ML Kit's, or from runner.py knn-samples, with its .json sidecar); "
+                                               "relative paths: from the current directory, else the project root"),
         "top_n_by_max": Param(30, min=1, help="samples kept by the max-distance stage"),
         "top_n_by_mean": Param(10, min=1, help="samples kept by the mean-distance stage (the votes)"),
+        "threshold": Param(0.0, min=-1.0, help="neighbour distance above which the answer is 'unknown'; 0: the samples' "
+                                               "calibrated thresholds (none for ML Kit's samples); -1: off"),
     }
     KEYS = BY_PERSON
 
     def open(self, ctx):
+        p = self.params
         try:
-            self.classifier = KnnClassifier(resolve_path(self.params["samples"]), self.params["top_n_by_max"],
-                                            self.params["top_n_by_mean"])
+            self.classifier = KnnClassifier(resolve_path(p["samples"]), p["top_n_by_max"], p["top_n_by_mean"],
+                                            threshold=None if p["threshold"] == 0 else p["threshold"])
         except SamplesError as exc:
             raise NodeOpenError(str(exc), field="params.samples") from None
+        # only samples with a sidecar answer with a label: ML Kit's keep their packet as it was
+        self.answers = bool(self.classifier.samples.meta)
 
     def process(self, inputs, ctx):
         features = inputs["features"]
         if features is None:
             return {}
-        return {"votes": {"votes": self.classifier.classify_features(features)}}
+        kind = features.get("kind", "mlkit")
+        if kind != self.classifier.kind:
+            ctx.warn_once("wrong_features", f"samples {self.params['samples']!r} take embed kind "
+                                            f"{self.classifier.kind!r} features, got {kind!r}: such people get no votes "
+                                            f"(set the embed node's kind: {self.classifier.kind})")
+            return {}
+        if not self.answers:
+            return {"votes": {"votes": self.classifier.classify_features(features)}}
+        return {"votes": self.classifier.answer(features)}

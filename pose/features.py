@@ -12,6 +12,16 @@ Three features, chosen with `embed`'s `kind` param:
   for the joints of ANGLE_JOINTS; works on BlazePose-33, COCO-17 and OpenPose-18 input.
 - `keypoints`: COCO-17 x,y centred on the hips' midpoint and divided by the torso size,
   flattened to 34 values (the Detectron2 + LSTM write-up's body-normalised keypoints).
+- `body`: ML Kit's 23 pair vectors, but of BlazePose's *world* landmarks turned into the
+  body frame (posegraph.pose.body.body_frame: hips at the origin, the hip line along +x,
+  torso lengths). Why: pixel landmarks describe the camera as much as the pose, so a KNN
+  trained on a few clips fails on a camera it never saw; the body frame does not change
+  when the camera turns about the person. `mirrored` is the mirror image's embedding, as
+  for `mlkit`. Only BlazePose gives world landmarks: other layouts raise LayoutError.
+
+`body_motion` (the `dtw` kind's `body` features, per frame) is the 3-D joint angles and
+torso inclination of posegraph.pose.body.joint_angles with the wrists' and ankles'
+body-frame positions.
 
 `angles` and `keypoints` also take custom layouts (posegraph/pose/landmarks.py: a model emitting a
 subset of the BlazePose names) and use the points they have: fewer values, named by
@@ -23,6 +33,7 @@ whole CSV of samples is embedded in one call.
 from __future__ import annotations
 
 import numpy as np
+from posegraph.pose import body as body3d
 from posegraph.pose import landmarks as lm
 
 _L_HIP, _R_HIP = lm.index("left_hip"), lm.index("right_hip")
@@ -104,7 +115,11 @@ def coco_as_blazepose(px: np.ndarray) -> np.ndarray:
 
 def mlkit_embedding(landmarks: np.ndarray) -> np.ndarray:
     """(..., 33, >=3) pixel landmarks (x, y, z * width) -> (..., 23, 3) ML Kit embedding (float64)."""
-    points = mlkit_normalize(landmarks)
+    return pair_vectors(mlkit_normalize(landmarks))
+
+
+def pair_vectors(points: np.ndarray) -> np.ndarray:
+    """(..., 33, 3) normalised points -> (..., 23, 3): the MLKIT_PAIRS difference vectors."""
     hips = (points[..., _L_HIP, :] + points[..., _R_HIP, :]) * 0.5
     shoulders = (points[..., _L_SHOULDER, :] + points[..., _R_SHOULDER, :]) * 0.5
     ext = np.concatenate([points, hips[..., None, :], shoulders[..., None, :]], axis=-2)
@@ -119,6 +134,51 @@ def mlkit_embeddings(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the write-up's flipped query, so a KNN also matches a pose done facing the other way."""
     points = np.asarray(landmarks, dtype=np.float64)[..., :3]
     return mlkit_embedding(points), mlkit_embedding(points * FLIP_X)
+
+
+# ----- view-invariant features of world landmarks ----------------------------------------
+# the points whose body-frame position `body_motion` adds to the angles: the ends of the
+# limbs, which tell a jumping jack's arms from a squat's and a twist's hands from a crunch's
+MOTION_POINTS = ("left_wrist", "right_wrist", "left_ankle", "right_ankle")
+_MOTION = lm.indices(MOTION_POINTS)
+BODY_MOTION_SIZE = len(body3d.ANGLE_NAMES) + 3 * len(MOTION_POINTS)
+
+
+def world_of(packet) -> np.ndarray | None:
+    """One person's world landmarks (33 x >=3, metres) from a landmarks packet; None when the
+    packet has none (COCO-17 and custom backends give none)."""
+    if not isinstance(packet, dict):
+        return None
+    world = packet.get("world")
+    if world is None:
+        return None
+    world = np.asarray(world)
+    if world.ndim != 2 or world.shape[0] != 33 or world.shape[1] < 3:
+        return None
+    return world
+
+
+def body_embedding(world: np.ndarray) -> np.ndarray:
+    """(..., 33, >=3) world landmarks -> (..., 23, 3): the MLKIT_PAIRS vectors of the body frame
+    (torso lengths). NaN where the landmarks are."""
+    return pair_vectors(body3d.body_frame(world))
+
+
+def body_embeddings(world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(embedding, mirrored): `body_embedding` of the pose and of its mirror image."""
+    frame = body3d.body_frame(world)
+    return pair_vectors(frame), pair_vectors(body3d.mirror_world(frame))
+
+
+def body_motion(world: np.ndarray) -> np.ndarray:
+    """(..., 33, >=3) world landmarks -> (..., BODY_MOTION_SIZE): the ten 3-D joint angles and
+    the torso's inclination (radians, posegraph.pose.body.joint_angles), then x, y, z of
+    MOTION_POINTS in the body frame (torso lengths). NaN where the landmarks are."""
+    world = np.asarray(world, dtype=np.float64)
+    positions = body3d.body_frame(world)[..., _MOTION, :]
+    with np.errstate(invalid="ignore"):
+        angles = body3d.joint_angles(world)
+    return np.concatenate([angles, positions.reshape(*positions.shape[:-2], -1)], axis=-1)
 
 
 # ----- joint angles ----------------------------------------------------------------------
@@ -263,7 +323,7 @@ def normalized_keypoints(points: np.ndarray, layout: str | None = None) -> np.nd
 
 
 # ----- one person's packet ----------------------------------------------------------------
-FEATURE_KINDS = ("mlkit", "angles", "keypoints")
+FEATURE_KINDS = ("mlkit", "angles", "keypoints", "body")
 
 
 def landmarks_of(packet) -> tuple[np.ndarray, str] | None:
@@ -284,12 +344,25 @@ def features_packet(packet, kind: str) -> dict | None:
 
     `mlkit` takes BlazePose-33 and COCO-17 (`coco_as_blazepose`: no depth, so the packet
     says `depth: False` and the KNN weighs z 0 for that person); `angles` and `keypoints`
-    take any layout, custom ones giving the shorter vector their points allow.
+    take any layout, custom ones giving the shorter vector their points allow; `body`
+    needs world landmarks (BlazePose), and gives None when they are not finite.
     """
     found = landmarks_of(packet)
     if found is None:
         return None
     px, layout = found
+    if kind == "body":
+        world = world_of(packet)
+        if world is None:
+            raise LayoutError(f"needs world landmarks (BlazePose), layout {layout!r} has none (kinds angles and "
+                              "keypoints work on any layout)")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            embedding, mirrored = body_embeddings(world)
+        if not (np.isfinite(embedding).all() and np.isfinite(mirrored).all()):
+            return None
+        embedding = embedding.astype(np.float32)
+        return {"vector": embedding.reshape(-1), "kind": "body", "embedding": embedding,
+                "mirrored": mirrored.astype(np.float32)}
     if kind == "mlkit":
         depth = True
         if layout == lm.COCO17 and np.shape(px)[0] == 17:

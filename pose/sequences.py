@@ -4,12 +4,14 @@
 
 A `Sequence` is one clip's landmarks, frame by frame: `points` float32 (T, K, 4) holding
 x_px, y_px, z_px (z scaled like x: z * width, the ML Kit convention of posegraph/pose/packets.py;
-0 for 2-D data) and visibility. A frame where nobody was found is all NaN, so T is always
-the clip's frame count and time stays regular.
+0 for 2-D data) and visibility, and `world` float32 (T, K, 4): BlazePose's world landmarks
+(x, y, z in metres, hip-centred, and visibility), all NaN where a model gives none (COCO-17
+imports). A frame where nobody was found is all NaN, so T is always the clip's frame count
+and time stays regular.
 
 A data set is ONE compressed .npz written by `save_dataset` (no pickle anywhere):
 
-    version     int64 ()        format version (1)
+    version     int64 ()        format version (2; version 1 files, without world, still read)
     clip_id     <U (N,)         e.g. "squat/squat_001.mp4" (class folder / file name)
     label       <U (N,)         class name
     layout      <U (N,)         "blazepose33" or "coco17"
@@ -18,6 +20,8 @@ A data set is ONE compressed .npz written by `save_dataset` (no pickle anywhere)
     fps         float64 (N,)
     offsets     int64 (N + 1,)  clip i's landmarks are points[offsets[i]:offsets[i + 1]]
     points      float32 (sum T*K, 4)  every clip's (T, K, 4) flattened to (T*K, 4), concatenated
+    world       float32 (sum T*K, 4)  the world landmarks, laid out like points
+    group       <U (N,)         who or where each clip was recorded (its clip_id when not known)
 
 (flattened because clips of different layouts have different K). The file is written to a
 temporary name next to the target and renamed over it, so a crash never leaves half a file.
@@ -45,7 +49,7 @@ from typing import Callable, Iterator
 import numpy as np
 from posegraph.pose import landmarks as lmk
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LAYOUTS = (lmk.BLAZEPOSE33, lmk.COCO17)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".gif")
 DEFAULT_FPS = 30.0
@@ -67,6 +71,8 @@ class Sequence:
     width: int
     height: int
     fps: float
+    world: np.ndarray | None = None  # (T, K, 4) metres; None: all NaN
+    group: str = ""  # who or where it was recorded (clips of one group never split apart); "": its own clip_id
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -76,7 +82,14 @@ class Sequence:
         if self.points.ndim != 3 or self.points.shape[1:] != (k, 4):
             raise SequenceError(f"clip {self.clip_id!r}: points must be (T, {k}, 4) for {self.layout}, "
                                 f"got {self.points.shape}")
+        if self.world is None:
+            self.world = np.full(self.points.shape, np.nan, dtype=np.float32)
+        self.world = np.asarray(self.world, dtype=np.float32)
+        if self.world.shape != self.points.shape:
+            raise SequenceError(f"clip {self.clip_id!r}: world must be shaped like points {self.points.shape}, "
+                                f"got {self.world.shape}")
         self.clip_id, self.label = str(self.clip_id), str(self.label)
+        self.group = str(self.group or self.clip_id)
         self.width, self.height, self.fps = int(self.width), int(self.height), float(self.fps)
 
     def __len__(self) -> int:
@@ -105,10 +118,13 @@ def save_dataset(path, sequences: list[Sequence]) -> None:
     np.cumsum(counts, out=offsets[1:])
     points = (np.concatenate([s.points.reshape(-1, 4) for s in sequences]) if sequences
               else np.zeros((0, 4), np.float32)).astype(np.float32, copy=False)
+    world = (np.concatenate([s.world.reshape(-1, 4) for s in sequences]) if sequences
+             else np.zeros((0, 4), np.float32)).astype(np.float32, copy=False)
     arrays = {
         "version": np.int64(FORMAT_VERSION),
         "clip_id": _str_array([s.clip_id for s in sequences]),
         "label": _str_array([s.label for s in sequences]),
+        "group": _str_array([s.group for s in sequences]),
         "layout": _str_array([s.layout for s in sequences]),
         "frames": np.array([len(s) for s in sequences], dtype=np.int64),
         "width": np.array([s.width for s in sequences], dtype=np.int64),
@@ -116,6 +132,7 @@ def save_dataset(path, sequences: list[Sequence]) -> None:
         "fps": np.array([s.fps for s in sequences], dtype=np.float64),
         "offsets": offsets,
         "points": points,
+        "world": world,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -141,13 +158,17 @@ def load_dataset(path) -> list[Sequence]:
             if missing:
                 raise SequenceError(f"{path}: not a sequence data set (missing {', '.join(missing)})")
             a = {k: data[k] for k in _KEYS}
+            a["world"] = data["world"] if "world" in data.files else None
+            a["group"] = data["group"] if "group" in data.files else a["clip_id"]
     except SequenceError:
         raise
     except Exception as exc:  # not a zip, truncated, object arrays (pickle refused)...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SequenceError(f"{path}: not a readable sequence data set ({reason})") from None
-    if int(a["version"]) != FORMAT_VERSION:
-        raise SequenceError(f"{path}: data set format version {int(a['version'])}, this code reads {FORMAT_VERSION}")
+    if int(a["version"]) not in (1, FORMAT_VERSION):
+        raise SequenceError(f"{path}: data set format version {int(a['version'])}, this code reads 1 and {FORMAT_VERSION}")
+    if a["world"] is not None and a["world"].shape != a["points"].shape:
+        raise SequenceError(f"{path}: malformed sequence data set (world and points disagree)")
     n = a["clip_id"].shape[0]
     shapes_ok = (all(a[k].shape == (n,) for k in ("clip_id", "label", "layout", "frames", "width", "height", "fps"))
                  and a["offsets"].shape == (n + 1,) and a["points"].ndim == 2 and a["points"].shape[1] == 4
@@ -162,9 +183,11 @@ def load_dataset(path) -> list[Sequence]:
         if layout not in LAYOUTS or stop - start != frames * k or stop > a["points"].shape[0] or start < 0:
             raise SequenceError(f"{path}: malformed sequence data set (clip {i} {str(a['clip_id'][i])!r}: "
                                 f"layout {layout!r}, {frames} frames, offsets {start}..{stop})")
+        world = None if a["world"] is None else a["world"][start:stop].reshape(frames, k, 4).copy()
         sequences.append(Sequence(clip_id=str(a["clip_id"][i]), label=str(a["label"][i]), layout=layout,
                                   points=a["points"][start:stop].reshape(frames, k, 4).copy(),
-                                  width=int(a["width"][i]), height=int(a["height"][i]), fps=float(a["fps"][i])))
+                                  width=int(a["width"][i]), height=int(a["height"][i]), fps=float(a["fps"][i]),
+                                  world=world, group=str(a["group"][i])))
     return sequences
 
 
@@ -307,18 +330,19 @@ def _extract_clip(path, label, clip_id, complexity=1, on_start: Callable | None 
     if on_start:
         on_start(total)
     nan = np.full((lmk.COUNTS[lmk.BLAZEPOSE33], 4), np.nan, dtype=np.float32)
-    rows, size = [], None
+    rows, worlds, size = [], [], None
     with BlazePose(**_pose_params(complexity)) as pose:
         for image in frames:
             if size is None:
                 size = image.shape[:2]
             packet = pose.detect(image)
             rows.append(nan if packet is None else packet["px"])
+            worlds.append(nan if packet is None else packet["world"])
             if on_frame:
                 on_frame()
     height, width = size
     return Sequence(clip_id=clip_id, label=label, layout=lmk.BLAZEPOSE33, points=np.stack(rows),
-                    width=width, height=height, fps=fps)
+                    width=width, height=height, fps=fps, world=np.stack(worlds))
 
 
 def extract_clip(path, label, clip_id, complexity=1) -> Sequence:

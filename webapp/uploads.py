@@ -8,9 +8,10 @@ from pathlib import Path
 
 # graph name -> (graph file relative to the project root, what it does)
 GRAPHS = {
-    "knn": ("graphs/video_knn.yaml", "KNN pose classes (squats up/down) with repetition counts"),
-    "lstm": ("graphs/video_lstm.yaml", "LSTM exercise classifier (squat, jumping jack, plank, russian twist)"),
-    "dtw": ("graphs/video_dtw.yaml", "DTW exercise classifier (squat, jumping jack, plank, russian twist)"),
+    "tcn": ("graphs/video_tcn.yaml", "TCN exercise classifier (squat, jumping jack, plank, russian twist, or unknown) with repetitions"),
+    "dtw": ("graphs/video_dtw.yaml", "DTW exercise classifier (squat, jumping jack, plank, russian twist, or unknown) with repetitions"),
+    "knn": ("graphs/video_knn.yaml", "KNN exercise classifier, pose by pose (the same classes, or unknown) with repetitions"),
+    "lstm": ("graphs/video_lstm.yaml", "LSTM exercise classifier (the same classes, or unknown) with repetitions"),
 }
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MAX_NAME = 255

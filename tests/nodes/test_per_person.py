@@ -21,6 +21,22 @@ from posegraph.testing import NodeHarness
 SAMPLES = "data/mlkit/fitness_pose_samples.csv"
 
 
+@pytest.fixture(scope="module")
+def angles_templates(tmp_path_factory):
+    """DTW templates of 2-D joint angles (any layout) from the bundled clip's landmarks: its
+    squats in 30-frame pieces, and a person standing still (its first frame held)."""
+    from people_test_nodes import clip_points
+    from posegraph.pose.dtw import record_templates_from_sequences
+    from posegraph.pose.sequences import Sequence
+
+    points = clip_points()
+    clips = [Sequence(f"squat/{i}", "squat", "blazepose33", points[i:i + 30], WIDTH, HEIGHT, 30.0) for i in (0, 15, 30)]
+    clips.append(Sequence("stand/0", "stand", "blazepose33", np.repeat(points[:1], 30, 0), WIDTH, HEIGHT, 30.0))
+    path = tmp_path_factory.mktemp("dtw") / "angles.npz"
+    record_templates_from_sequences(clips, "angles").save(path)
+    return str(path)
+
+
 def by_id(packet) -> dict:
     """{person id: that person's packet} of a packet (one person: id 0; None: {})."""
     return dict(split(packet))
@@ -138,17 +154,17 @@ def test_a_person_missing_for_some_frames_keeps_their_count_and_is_dropped_after
     assert all(list(by_id(o["count"])) in ([1], [1, 2]) for o in outs)
 
 
-def test_one_euro_lstm_and_dtw_keep_a_window_per_person():
+def test_one_euro_lstm_and_dtw_keep_a_window_per_person(angles_templates):
     from posegraph.nodes.dtw import Dtw
-    from posegraph.nodes.lstm import Lstm
+    from posegraph.nodes.actions import Lstm
     from posegraph.nodes.smooth import OneEuro
 
     def chain():
         return [(OneEuro, {"min_cutoff": 1.0, "beta": 0.0, "d_cutoff": 1.0, "fps": 0.0}, "landmarks", "landmarks")]
 
     def classifiers():
-        return [(Lstm, {"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}, "landmarks", "votes")], \
-               [(Dtw, {"templates": "models/dtw_exercises.npz", "window": 45, "every": 5, "batch": 4, "band": 10,
+        return [(Lstm, {"model": "models/lstm_coco17", "backend": "tflite", "min_frames": 8}, "landmarks", "votes")], \
+               [(Dtw, {"templates": angles_templates, "window": 45, "every": 5, "batch": 4, "band": 10,
                        "threshold": 0.0, "min_frames": 15}, "landmarks", "votes")]
 
     gaps = {1: {40}, 2: {3, 4}}
@@ -165,25 +181,25 @@ def test_one_euro_lstm_and_dtw_keep_a_window_per_person():
             assert_as_alone(outs, run(classifiers()[which], two_people((person,))), person, ("votes",))
         assert all(list(o["votes"]["ids"]) == [1, 2] for o in outs[20:])
         assert any(not same(by_id(o["votes"])[1], by_id(o["votes"])[2]) for o in outs[20:])
-        if which == 0:  # the shipped LSTM calls the clip a squat (person 1: the clip as it is)
+        if which == 0:  # the shipped 2-D LSTM calls the clip a squat (person 1: the clip as it is)
             labels = [by_id(o["votes"])[1]["label"] for o in outs[7:]]  # answers from the 8th frame
             assert labels.count("squat") > len(labels) / 2, labels
 
 
-def test_coco17_people_work_with_every_classifier():
+def test_coco17_people_work_with_every_classifier(angles_templates):
     """COCO-17 landmarks (17 x 4, no world): embed angles / keypoints, lstm coco_xy and dtw
     angles answer exactly as on the BlazePose landmarks they came from; embed mlkit (and so
     knn) works on them in x and y."""
     from posegraph.nodes.dtw import Dtw
     from posegraph.nodes.embed import Embed
-    from posegraph.nodes.lstm import Lstm
+    from posegraph.nodes.actions import Lstm
 
     blaze, coco = two_people(), two_people(layout="coco17")
     assert by_id(coco[0])[2]["px"].shape == (17, 4) and "world" not in by_id(coco[0])[2]
     makers = [lambda: [(Embed, {"kind": "angles"}, "landmarks", "features")],
               lambda: [(Embed, {"kind": "keypoints"}, "landmarks", "features")],
-              lambda: [(Lstm, {"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}, "landmarks", "votes")],
-              lambda: [(Dtw, {"templates": "models/dtw_exercises.npz", "window": 45, "every": 5, "batch": 4, "band": 10,
+              lambda: [(Lstm, {"model": "models/lstm_coco17", "backend": "tflite", "min_frames": 8}, "landmarks", "votes")],
+              lambda: [(Dtw, {"templates": angles_templates, "window": 45, "every": 5, "batch": 4, "band": 10,
                               "threshold": 0.0, "min_frames": 15}, "landmarks", "votes")]]
     for make in makers:
         port = make()[0][3]

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import ROOT
 from posegraph.pose import landmarks as lm
-from posegraph.pose import lstm as M
-from posegraph.pose.training import lstm as T
+from posegraph.pose import actions as M
+from posegraph.pose.training import actions as T
 from posegraph.pose.features import ANGLE_NAMES, LayoutError, angle_names, joint_angles, keypoint_names, normalized_keypoints
 from posegraph.nodes.embed import Embed
 from posegraph.testing import NodeHarness
@@ -264,9 +264,9 @@ def test_dtw_templates_recorded_from_a_custom_layout_answer_it_and_skip_blazepos
 
 def lstm_node():
     """(the lstm kind, its params) for `feed`."""
-    from posegraph.nodes.lstm import Lstm
+    from posegraph.nodes.actions import Lstm
 
-    return Lstm, {"model": "models/lstm_exercises", "backend": "tflite", "min_frames": 8}
+    return Lstm, {"model": "models/lstm_coco17", "backend": "tflite", "min_frames": 8}
 
 
 def test_lstm_node_skips_a_custom_layout_with_fewer_keypoints_than_the_model():

@@ -1,6 +1,7 @@
 """ML Kit's two-stage KNN on ML Kit's own 812 samples: accuracy, agreement with the
 write-up's per-sample loop, outliers, the samples loader's errors, the node, and the
-knn-samples training command on frames of the bundled squat clip.
+knn-samples training command on frames of the bundled squat clip; view-invariant samples
+of world landmarks made from sequences, with their calibrated "unknown" threshold.
 
 Run as a script (`python tests/pose/test_knn.py`) for the speed benchmark: ms per query of the
 vectorised classifier against the reference loop below.
@@ -157,6 +158,16 @@ def test_knn_node_finds_the_bundled_samples_from_any_directory_and_votes(tmp_pat
         assert node.process({"features": None}) == {}
 
 
+def test_mlkit_samples_keep_the_votes_packet_they_always_gave():
+    frame = squat_frames()[0].astype(np.float32)
+    px = np.concatenate([frame, np.ones((33, 1), np.float32)], axis=1)
+    with NodeHarness(Embed, {"kind": "mlkit"}) as embed:
+        features = embed.process({"landmarks": {"px": px, "layout": "blazepose33"}})["features"]
+    with NodeHarness(Knn, {}) as node:
+        assert node.process({"features": features}) == {"votes": {"votes": {"squats_up": 10}}}  # no label, no distance
+    assert load_samples(SAMPLES).kind == "mlkit" and KnnClassifier(SAMPLES).threshold is None
+
+
 def test_knn_node_that_cannot_load_its_samples_names_the_param(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     node = NodeHarness(Knn, {"samples": "missing.csv", "top_n_by_max": 30, "top_n_by_mean": 10})
@@ -234,3 +245,110 @@ def benchmark(repeat: int = 2000) -> None:
 
 if __name__ == "__main__":
     benchmark()
+
+
+# ----- view-invariant samples from sequences, and "unknown" ------------------------------------------
+SHARED = ROOT.parent / "shared" / "data" / "exercise_clips"
+
+
+def world_squats() -> np.ndarray:
+    """Google's BlazePose world landmarks of the bundled clip: (65, 33, 4) metres, visibility 1."""
+    xyz = np.asarray(json.loads((SQUATS / "pose_squats_3d.full.json").read_text()), dtype=np.float32)
+    return np.concatenate([xyz, np.ones((65, 33, 1), np.float32)], axis=2)
+
+
+def lying(world):
+    """The skeleton pitched 90 degrees: the same limbs, lying on the back."""
+    from posegraph.pose.body import rotate
+
+    return np.concatenate([rotate(world[..., :3], 0.0, np.pi / 2), world[..., 3:]], axis=-1).astype(np.float32)
+
+
+def body_samples(tmp_path, capsys):
+    """knn-samples --data on the bundled squats as three groups (one per squat) and, as a
+    negative, the same motion lying down."""
+    from posegraph.commands.knn_samples import main
+    from posegraph.pose.sequences import Sequence, save_dataset
+
+    w, px = world_squats(), np.concatenate([squat_frames(), np.ones((65, 33, 1))], axis=2)
+
+    def seq(clip_id, label, a, b, world, group):
+        return Sequence(clip_id, label, "blazepose33", px[a:b], 720, 1280, 5.0, world=world[a:b], group=group)
+
+    data = tmp_path / "data.npz"
+    save_dataset(data, [seq(f"squat/rep{i}", "squat", a, b, w, f"person{i}") for i, (a, b) in enumerate(((0, 22), (22, 44), (44, 65)))]
+                 + [seq("leg_press/lying", "leg_press", 0, 65, lying(w), "floor")])
+    out = tmp_path / "samples.csv"
+    code = main(["--data", str(data), "-o", str(out), "--classes", "squat"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    return out, printed.out
+
+
+def test_knn_samples_from_sequences_hold_world_landmarks_and_a_calibrated_threshold(tmp_path, capsys):
+    out, printed = body_samples(tmp_path, capsys)
+    assert "wrote 65 samples of kind 'body'" in printed and "negatives turned away: 100.0% of 65" in printed
+    samples = load_samples(out)
+    assert samples.kind == "body" and samples.classes == ["squat"] * 65  # the negative is not a sample
+    assert samples.names[:2] == ["squat/rep0#0", "squat/rep0#1"]
+    assert np.allclose(samples.landmarks[0], world_squats()[0, :, :3], atol=1e-6)  # metres, not pixels
+    side = json.loads((tmp_path / "samples.csv.json").read_text())
+    assert side["format"] == "posegraph-knn-samples" and side["kind"] == "body" and side["classes"] == ["squat"]
+    assert side["groups"] == {"squat/rep0": "person0", "squat/rep1": "person1", "squat/rep2": "person2"}
+    squat = side["class_thresholds"]["squat"]
+    assert squat["value"] > 0 and squat["known"] == 65 and side["calibration"]["negatives_rejected_per_class"] == 1.0
+    assert KnnClassifier(out).threshold == {"squat": squat["value"]}
+
+
+def test_knn_node_on_body_samples_answers_unknown_for_an_unlike_pose(tmp_path, capsys):
+    out, _ = body_samples(tmp_path, capsys)
+    limit = KnnClassifier(out).threshold["squat"]
+
+    def answers(world, threshold=0.0):
+        with NodeHarness(Embed, {"kind": "body"}) as embed, \
+                NodeHarness(Knn, {"samples": str(out), "top_n_by_max": 30, "top_n_by_mean": 10, "threshold": threshold}) as knn:
+            return [knn.process(embed.process({"landmarks": {"px": np.zeros((33, 4), np.float32), "world": w,
+                                                             "layout": "blazepose33"}}))["votes"] for w in world]
+
+    squats = answers(world_squats())
+    assert all(a["label"] == "squat" and a["votes"] == {"squat": 10} and a["distance"] <= limit for a in squats)
+    for a in answers(lying(world_squats())):
+        assert a["label"] == "unknown" and a["votes"] == {"unknown": 10} and a["distance"] > limit
+    assert {a["label"] for a in answers(lying(world_squats()), threshold=-1.0)} == {"squat"}  # the threshold decided
+
+
+def test_knn_node_on_body_samples_skips_features_of_another_kind_once_said(tmp_path, capsys):
+    out, _ = body_samples(tmp_path, capsys)
+    e, m = mlkit_embeddings(squat_frames()[0])
+    with NodeHarness(Knn, {"samples": str(out), "top_n_by_max": 30, "top_n_by_mean": 10}) as node:
+        for _ in range(2):
+            assert node.process({"features": {"kind": "mlkit", "embedding": e, "mirrored": m}}) == {}
+        assert node.counters["wrong_features"] == 2
+        assert sum("embed node's kind: body" in line for line in node.logs) == 1
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason=f"needs the real exercise clips in {SHARED}")
+def test_on_real_clips_of_other_people_body_samples_answer_the_class_and_unknown_for_a_plank():
+    """Samples of squat and jumping-jack clips (BlazePose on the real clips), calibrated between
+    clips; another squat clip is a squat, a plank (not a class) unknown, frame by frame."""
+    from posegraph.pose.features import features_packet
+    from posegraph.pose.knn import save_samples
+    from posegraph.pose.sequences import extract_clip
+    from posegraph.pose.training.knn_samples import build_samples
+
+    def clip(name):
+        label = name.rsplit("_", 1)[0]
+        return extract_clip(SHARED / label / name, label, f"{label}/{name}")
+
+    train = [clip(n) for n in ("squat_001.avi", "squat_002.avi", "squat_004.mp4", "jumping_jack_001.mp4",
+                                "jumping_jack_002.mp4", "jumping_jack_003.mp4")]
+    samples, calibration = build_samples(train, ["squat", "jumping_jack"])
+    assert set(calibration.by_class) == {"squat", "jumping_jack"}
+    knn = KnnClassifier(samples)
+    for test, expected in ((clip("squat_006.mp4"), "squat"), (clip("plank_001.mp4"), "unknown")):
+        labels = []
+        for p, w in zip(test.points, test.world):
+            features = features_packet({"px": p, "world": w, "layout": "blazepose33"}, "body")
+            if features is not None:
+                labels.append(knn.answer(features)["label"])
+        assert max(set(labels), key=labels.count) == expected, (test.clip_id, labels)

@@ -6,12 +6,20 @@ import pytest
 
 from conftest import ROOT
 from posegraph.pose import landmarks as lm
-from posegraph.pose.features import ANGLE_NAMES, MLKIT_PAIRS, joint_angles, mlkit_embedding, mlkit_embeddings, mlkit_normalize, normalized_keypoints
+from posegraph.pose.features import ANGLE_NAMES, MLKIT_PAIRS, body_embedding, body_embeddings, body_motion, features_packet, joint_angles, mlkit_embedding, mlkit_embeddings, mlkit_normalize, normalized_keypoints
 from posegraph.nodes.embed import Embed
 from posegraph.pose.knn import load_samples
 from posegraph.testing import NodeHarness
 
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
+WORLD = ROOT / "data" / "google_pose_reference" / "pose_squats_3d.full.json"
+
+
+def squat_world():
+    """Google's BlazePose world landmarks of the bundled squat clip: (65, 33, 3) metres."""
+    import json
+
+    return np.asarray(json.loads(WORLD.read_text()), dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +214,46 @@ def test_normalised_keypoints_are_hip_centred_in_torso_units_and_invariant(sampl
     pose = samples.landmarks[100]
     assert np.allclose(normalized_keypoints(pose), normalized_keypoints(lm.blazepose_to_coco(pose)))
     assert np.isfinite(normalized_keypoints(np.zeros((17, 2)))).all()
+
+
+# ----- view-invariant features of world landmarks --------------------------------------------------
+def test_body_features_do_not_change_when_the_camera_turns_about_the_person():
+    """The same squats seen from cameras turned 0-180 degrees about the vertical (and the
+    person standing elsewhere): the 3-D angles, body-frame positions and body embedding stay
+    the same, while the 2-D image angles the old DTW used do not."""
+    from posegraph.pose.body import rotate
+
+    world = squat_world()
+    motion, embedding = body_motion(world), body_embedding(world)
+    assert motion.shape == (65, 23) and embedding.shape == (65, 23, 3) and np.isfinite(motion).all()
+    for yaw in np.radians([35, 90, 140, 180]):
+        turned = rotate(world, yaw) + [0.3, 0.0, 1.5]
+        assert np.allclose(body_motion(turned), motion, atol=1e-9)
+        assert np.allclose(body_embedding(turned), embedding, atol=1e-9)
+        if yaw < np.pi:  # (turned half round, the image is a mirror image: the same unsigned angles)
+            image_angles = joint_angles(turned, "blazepose33")  # x, y: what a camera there would see
+            assert np.abs(image_angles - joint_angles(world, "blazepose33")).max() > 0.3
+    # a taller or shorter person: positions in torso lengths, angles unchanged
+    assert np.allclose(body_motion(world * 1.3), motion, atol=1e-9)
+
+
+def test_body_embedding_mirrored_is_the_mirror_images_embedding():
+    from posegraph.pose.body import mirror_world
+
+    world = squat_world()[20]
+    plain, mirrored = body_embeddings(world)
+    assert np.allclose(plain, body_embedding(world)) and np.allclose(mirrored, body_embedding(mirror_world(world)))
+    assert not np.allclose(plain, mirrored)
+
+
+def test_embed_body_kind_needs_world_landmarks():
+    world = np.concatenate([squat_world()[10], np.ones((33, 1))], axis=1).astype(np.float32)
+    packet = {"px": world * 500, "world": world, "layout": "blazepose33", "width": 720, "height": 1280}
+    with NodeHarness(Embed, {"kind": "body"}) as node:
+        features = node.process({"landmarks": packet})["features"]
+        coco = {"px": np.ones((17, 4), np.float32), "layout": "coco17"}
+        assert node.process({"landmarks": coco}) == {}  # skipped: no world landmarks
+        assert node.counters["wrong_layout"] == 1 and "world landmarks" in " ".join(node.logs)
+    assert features["kind"] == "body" and features["vector"].shape == (69,) and features["vector"].dtype == np.float32
+    assert np.allclose(features["embedding"], body_embedding(world), atol=1e-5)
+    assert features_packet({**packet, "world": np.full((33, 4), np.nan, np.float32)}, "body") is None

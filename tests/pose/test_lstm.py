@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_test_nodes import HEIGHT, WIDTH, squat_points  # noqa: E402
+from lstm_test_nodes import HEIGHT, WIDTH, squat_points, squat_world  # noqa: E402
 
 from posegraph.pose import landmarks as lm  # noqa: E402
-from posegraph.pose import lstm as M  # noqa: E402
-from posegraph.pose.training import lstm as T  # noqa: E402
+from posegraph.pose import actions as M  # noqa: E402
+from posegraph.pose.training import actions as T  # noqa: E402
 from posegraph.pose.sequences import Sequence, save_dataset  # noqa: E402
 
 POINTS = squat_points()
+WORLD = squat_world()
 # She is down in frames ~6-14, 30-39, 54-64 and up in 0-4, 17-27, 41-51. Training and
 # validation clips come from the first two repetitions; the third is held out entirely.
 TRAIN_CLIPS = {"down": [(6, 14), (6, 10), (10, 14), (30, 35)], "up": [(0, 4), (17, 21), (22, 27)]}
@@ -23,12 +24,12 @@ HELD_OUT = {"down": (54, 64), "up": (41, 51)}
 
 
 def clip(label, a, b, points=POINTS):
-    return Sequence(f"{label}/{a}-{b}", label, "blazepose33", points[a:b + 1], WIDTH, HEIGHT, 30.0)
+    return Sequence(f"{label}/{a}-{b}", label, "blazepose33", points[a:b + 1], WIDTH, HEIGHT, 30.0, world=WORLD[a:b + 1])
 
 
 def test_features_windows_and_short_clip_padding():
     for kind, size in M.FEATURE_SIZES.items():
-        f = M.features(POINTS, "blazepose33", kind, WIDTH, HEIGHT)
+        f = M.features(POINTS, "blazepose33", kind, WIDTH, HEIGHT, world=WORLD)
         assert f.shape == (65, size) and f.dtype == np.float32 and np.isfinite(f).all()
         assert M.windows(f, 32, 4).shape == (1 + (65 - 32) // 4, 32, size)
         short = M.windows(f[:29], 32, 4)  # shorter than a window: one, padded with its last frame
@@ -76,8 +77,9 @@ def model_dir(tmp_path_factory):
     seqs = [clip(label, a, b) for group in (TRAIN_CLIPS, VAL_CLIPS) for label, ranges in group.items() for a, b in ranges]
     save_dataset(tmp / "squats.npz", seqs)
     val = ",".join(f"{label}/{a}-{b}" for label, ranges in VAL_CLIPS.items() for a, b in ranges)
+    # image features, frames as they come: the first LSTM models' recipe, still supported
     assert main([str(tmp / "squats.npz"), "-o", str(tmp / "model"), "--epochs", "15", "--val-clips", val,
-                 "--seed", "3", "--quiet"]) == 0
+                 "--features", "coco_xy", "--rate", "0", "--stride", "4", "--seed", "3", "--quiet"]) == 0
     return tmp / "model"
 
 
@@ -90,31 +92,38 @@ def test_train_lstm_writes_the_model_and_tflite_matches_keras(model_dir):
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["clips"]["val"] == ["down/36-39", "up/24-27"] and len(metrics["clips"]["train"]) == 7
     assert 1 <= metrics["epochs"] <= 15 and metrics["val_accuracy"] is not None
-    assert metrics["tflite_max_abs_diff"] <= 1e-4
-    # independently: the exported model against Keras on the held-out windows
+    assert metrics["tflite_max_abs_diff"] <= 1e-3
+    # independently: the exported model against Keras on the held-out windows, both outputs
     import keras
 
     keras_model = keras.models.load_model(model_dir / "model.keras", compile=False)
-    lite = M.TfliteModel(model_dir / "model.tflite")
+    lite = M.TfliteModel(model_dir / "model.tflite", n_classes=2)
     wins = np.concatenate([M.windows(M.features(POINTS[a:b + 1], "blazepose33", "coco_xy"), 32, 4)
                            for a, b in HELD_OUT.values()] + [M.windows(M.features(POINTS, "blazepose33", "coco_xy"), 32, 4)])
-    np.testing.assert_allclose(np.stack([lite(w) for w in wins]), keras_model.predict(wins, verbose=0), atol=1e-4)
+    probs, codes = keras_model.predict(wins, verbose=0)
+    np.testing.assert_allclose(np.stack([lite(w)[0] for w in wins]), probs, atol=1e-4)
+    np.testing.assert_allclose(np.stack([lite(w)[1] for w in wins]), codes, atol=1e-3)
+
+
+def votes_of(answers, classes) -> np.ndarray:
+    """(T, C) probabilities of classify_clip's answers (NaN where it does not answer yet)."""
+    return np.array([[a["votes"].get(c, 0.0) for c in classes] if a else [np.nan] * len(classes) for a in answers])
 
 
 def test_model_beats_chance_on_the_held_out_repetition(model_dir):
-    info, lite = M.load_predictor(model_dir, "tflite")
+    classifier = M.ActionClassifier(model_dir)
     for label, (a, b) in HELD_OUT.items():
-        probs = M.classify_clip(model_dir, clip(label, a, b), predictor=lite)
+        probs = votes_of(M.classify_clip(classifier, clip(label, a, b)), ["down", "up"])
         assert probs.shape == (b - a + 1, 2) and np.isfinite(probs).all()
         mean = probs.mean(axis=0)
-        assert info["classes"][int(mean.argmax())] == label and mean[info["classes"].index(label)] > 0.6, (label, mean)
+        assert ["down", "up"][int(mean.argmax())] == label and mean[["down", "up"].index(label)] > 0.6, (label, mean)
 
 
 GRAPH = """
 name: lstm
 nodes:
   - {id: source, uses: TESTS/lstm_test_nodes.py:SquatClip, params: {gaps: [0, 1, 40, 41]}}
-  - {id: lstm, uses: ROOT/nodes/lstm.py:Lstm, params: {model: MODEL}, inputs: {landmarks: source/landmarks}}
+  - {id: lstm, uses: ROOT/nodes/actions.py:Lstm, params: {model: MODEL}, inputs: {landmarks: source/landmarks}}
   - {id: sink, uses: TESTS/lstm_test_nodes.py:RecordVotes, params: {path: TMP/votes.jsonl}, inputs: {votes: lstm/votes}}
 """
 
@@ -128,12 +137,14 @@ def test_lstm_node_in_a_graph_answers_every_frame_as_classify_clip(graph_run, mo
     assert all(r["votes"] is None for r in records[:9])
     gappy = POINTS.copy()
     gappy[[0, 1, 40, 41]] = np.nan
-    expected = M.classify_clip(model_dir, Sequence("all", "x", "blazepose33", gappy, WIDTH, HEIGHT, 30.0), min_frames=8)
+    expected = votes_of(M.classify_clip(M.ActionClassifier(model_dir), Sequence("all", "x", "blazepose33", gappy, WIDTH,
+                                                                                 HEIGHT, 30.0, world=WORLD), min_frames=8),
+                        ["down", "up"])
     assert np.isnan(expected[:9]).all() and np.isfinite(expected[9:]).all()
     for r, want in zip(records[9:], expected[9:]):
         votes = r["votes"]["votes"]
         assert sum(votes.values()) == pytest.approx(1.0, abs=1e-5)
-        assert r["votes"]["label"] == max(votes, key=votes.get)
+        assert r["votes"]["label"] in (max(votes, key=votes.get), "unknown")
         np.testing.assert_allclose([votes["down"], votes["up"]], want, atol=1e-5)
     nodes = run.metrics["nodes"]
     assert nodes["lstm"]["counters"].get("no_person") == 4
