@@ -1,8 +1,24 @@
 #!/usr/bin/env python3
 """Run, check or draw a PoseGraph graph: see `python runner.py --help`."""
+import os
+import signal
 import sys
 
-from posegraph.cli import main
+
+def _stopped_while_starting(signum, frame):
+    """Ctrl-C / SIGTERM while Python still imports the engine: nothing was made yet, so
+    one line and exit code 0 instead of a KeyboardInterrupt traceback (posegraph.cli
+    takes the signals over, or gives them back, as soon as it runs)."""
+    sys.stderr.write(f"stopped ({signal.Signals(signum).name}) while starting\n")
+    sys.stderr.flush()
+    os._exit(0)
+
+
+_stopped_while_starting.posegraph_starting = True
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, _stopped_while_starting)
+
+from posegraph.cli import main  # noqa: E402 (after the handler, which must come first)
 
 if __name__ == "__main__":
     sys.exit(main())

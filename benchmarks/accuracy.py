@@ -142,7 +142,7 @@ def summary(rows: list[dict]) -> dict:
     out = {"clips": len(known), "right": sum(r["right"] for r in known),
            "accuracy": round(sum(r["right"] for r in known) / len(known), 4) if known else None,
            "other_motions": len(other), "other_answered_unknown": sum(r["right"] for r in other)}
-    if moving:
+    if moving and any(r["reps"] is not None for r in rows):  # --offline counts nothing
         errors = [abs((r["reps"] or 0) - r["true_reps"]) for r in moving]
         out["reps_clips"] = len(moving)
         out["reps_mae"] = round(sum(e / r["true_reps"] for e, r in zip(errors, moving)) / len(moving), 4)

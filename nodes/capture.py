@@ -37,7 +37,7 @@ class Capture(Node):
                                  p["timeout_ms"])
         except SourceError as exc:
             hint = f"; to run this graph on a file: --set {ctx.node_id}.source=path/to/video.mp4" if exc.kind == "camera" else ""
-            raise NodeOpenError(f"{exc}{hint}", field="params.source") from None
+            raise NodeOpenError(f"{exc}{hint}" if exc.param == "source" else str(exc), field=f"params.{exc.param}") from None
         self.started = False
 
     def process(self, inputs, ctx):

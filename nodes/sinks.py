@@ -6,6 +6,14 @@ bad path stops the graph before its first frame with one line naming the node an
 (NodeOpenError). Relative paths are relative to the runner's working directory.
 Ctrl-C in the terminal stops a graph; every sink then finishes its files.
 
+A sink restarted mid-stream (killed, then started again by the supervisor) resumes its
+files in place: every seq once, in order. `video` rebuilds its file from a journal kept
+beside it (posegraph.pose.media.ResumableVideo), `jsonl` appends after the last whole
+record, `images` writes one file per seq. What a sink could not keep (seqs missing from
+its output, frames it received but could not write) is counted with ctx.count("lost"),
+which the engine adds to the node's `lost` metric: the runner then ends with a warning
+and exit code 1.
+
 When several streams reach a sink (ctx.multi_stream: several sources feed the graph), each
 file sink writes one output per stream, so two cameras never interleave in one file: the
 path's `{stream}` (id) and `{source}` (the source node's id) choose, else the source's
@@ -15,10 +23,12 @@ engine finishes that file when the stream ends.
 """
 from __future__ import annotations
 
+import os
+
 from posegraph.pose.drawing import frame_parts, image_problem
-from posegraph.pose.media import (ImageWriter, StreamOutput, VideoTrack, Windows, WriteError, check_not_a_file,
-                                  check_video_writer, display_problem, prepare_file, prepare_folder, stream_path,
-                                  stream_paths, video_fourcc)
+from posegraph.pose.media import (ImageWriter, ResumableVideo, StreamOutput, VideoJournal, Windows, WriteError,
+                                  check_not_a_file, check_video_writer, display_problem, prepare_file, prepare_folder,
+                                  stream_path, stream_paths, video_fourcc)
 from posegraph.pose.records import RecordsFile, frame_record
 
 from posegraph import Node, NodeOpenError, Param
@@ -36,6 +46,25 @@ def _announced(ctx, template: str, folder: bool = False) -> dict[int, str]:
 
 def _open_error(exc: WriteError) -> NodeOpenError:
     return NodeOpenError(str(exc), field=f"params.{exc.param}")
+
+
+def runner_identity() -> str:
+    """The runner this node process belongs to: its parent's pid and start time (a pid
+    alone can be reused), so a restart within this run is told from a later run."""
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{parent}:{start}"
+
+
+def _lost(ctx, count: int, what: str) -> None:
+    """Count `count` seqs missing from this sink's output, and say which."""
+    if count > 0:
+        ctx.count("lost", count)
+        ctx.log(f"warning: {what}")
 
 
 class VideoFile(Node):
@@ -58,6 +87,12 @@ class VideoFile(Node):
     their last column or row (encoders need even sizes). A stream that never brings an
     image writes no file (its size is unknown). A stream's file is finished when the
     stream ends, or when the graph stops.
+
+    Until then every frame is also kept in a hidden journal beside the file
+    (`.NAME.journal`, a JPEG per frame), so a sink killed mid-stream and restarted
+    rebuilds the file from it and goes on: every frame once, in order. Frames the journal
+    lacks are counted as `lost`. `journal: false` keeps none (a long live recording would
+    fill the disk): a restart then starts the file again, the earlier frames `lost`.
     """
 
     INPUTS = FRAME_INPUT
@@ -65,15 +100,22 @@ class VideoFile(Node):
         "path": Param("out/video.mp4", help=f"video file to write; {{stream}}: stream id, {{source}}: source name; {PER_STREAM_HELP}"),
         "fps": Param(0.0, min=0.0, max=1000.0, help="frames per second of the file; 0: from the frames' pts_ms spacing, else 30"),
         "codec": Param("mp4v", help="FourCC of the encoder: mp4v for .mp4, MJPG for .avi"),
+        "journal": Param(True, help="keep a JPEG of every frame beside the file until it is finished, so a restarted "
+                                    "sink rebuilds it (about 110 KB a 720p frame); false for long live recordings: a "
+                                    "restart then starts the file again and counts the earlier frames as lost"),
     }
     STATEFUL = True
 
     def open(self, ctx):
         self.streams: set[int] = set()  # streams that have had a file
+        self.owner = runner_identity()
+        self.log = ctx.log
         path = stream_path(self.params["path"], ctx.stream, ctx.stream_name, ctx.multi_stream)
+        self.paths = dict.fromkeys((*_announced(ctx, self.params["path"]).values(), path))  # every stream's file
+        self.written: set[str] = set()  # files this process wrote to
         try:
             video_fourcc(self.params["codec"])
-            for each in dict.fromkeys((*_announced(ctx, self.params["path"]).values(), path)):  # every stream's file
+            for each in self.paths:
                 prepare_file(each)
             check_video_writer(path, self.params["codec"])
         except WriteError as exc:
@@ -91,10 +133,23 @@ class VideoFile(Node):
             ctx.count("empty_frames")
         held = ctx.state
         if held.output is None:
-            held.output = VideoTrack(self._path(ctx), self.params["codec"], self.params["fps"], log=ctx.log)
-        if held.output.add(image, pts_ms):
+            held.output = self._video(ctx)
+        if held.output.add(ctx.seq, image, pts_ms):  # None: a frame sent again, already in the file
             ctx.count("resized_frames")
         return None
+
+    def _video(self, ctx) -> ResumableVideo:
+        """The stream's video, continued from its journal when this sink was restarted."""
+        video = ResumableVideo(self._path(ctx), self.params["codec"], self.params["fps"], ctx.log, ctx.stream,
+                               ctx.seq, self.owner, self.params["journal"])
+        self.written.add(video.path)
+        if video.kept:
+            ctx.log(f"resuming {video.path} after a restart: {video.kept} frames kept, going on at seq {ctx.seq}")
+        if video.resized:
+            ctx.count("resized_frames", video.resized)
+        _lost(ctx, video.lost, f"{video.path} lacks {video.lost} frame(s) from before seq {ctx.seq} "
+                               "(its journal was gone or unreadable)")
+        return video
 
     def _path(self, ctx) -> str:
         # a context that does not say it is multi-stream, yet a second stream arrives: the
@@ -105,6 +160,18 @@ class VideoFile(Node):
         if late and path != stream_path(self.params["path"], ctx.stream, ctx.stream_name):
             ctx.log(f"stream {ctx.stream} goes to {path} (put {{stream}} or {{source}} in the path to choose)")
         return path
+
+    def close(self):
+        """A process restarted after the last frame of a stream (killed while it finished
+        the file) gets no packet of it: the file is finished here from its journal."""
+        for path in getattr(self, "paths", ()):
+            if path in self.written or not self.params["journal"]:
+                continue
+            header = VideoJournal(path).header()
+            if header and header.get("owner") == self.owner:
+                video = ResumableVideo(path, self.params["codec"], self.params["fps"], self.log, header.get("stream"), 0,
+                                       self.owner)
+                video.close()
 
 
 class ImageFolder(Node):
@@ -120,7 +187,9 @@ class ImageFolder(Node):
 
     An empty packet writes no file (counted as `empty_frames`): a file named after a
     sequence number holds that frame's image, never another frame's. Existing files with
-    the same names are overwritten.
+    the same names are overwritten, so a sink restarted mid-stream that is sent a frame
+    again writes the same file again. An image that cannot be written (not a picture:
+    `bad_frames`) leaves its seq without a file and counts as `lost`.
     """
 
     INPUTS = FRAME_INPUT
@@ -146,8 +215,13 @@ class ImageFolder(Node):
 
     def process(self, inputs, ctx):
         image, _, index = frame_parts(inputs["frame"])
-        if image is None or image_problem(image):
-            ctx.count("empty_frames" if image is None else "bad_frames")
+        if image is None:
+            ctx.count("empty_frames")
+            return None
+        problem = image_problem(image)
+        if problem:
+            ctx.count("lost")
+            ctx.warn_once("bad_frames", f"{problem}: no file is written for such a frame (counted as lost)")
             return None
         folder = self.folders.get(ctx.stream)
         if folder is None:  # a stream the context did not announce at open
@@ -169,7 +243,8 @@ class JsonLines(Node):
     and closed when the stream ends. A sink that starts mid-stream (it was restarted,
     alone or with its whole machine) appends instead, after the last whole record the
     earlier process wrote, and skips packets that record already covers: the file keeps
-    every seq exactly once, in order.
+    every seq exactly once, in order. Seqs it then finds no record for (the file was
+    removed or cut meanwhile) count as `lost`.
 
     One file per stream when several streams reach the sink (`{stream}`/`{source}` in the
     path as in `video`; with neither, out/records.jsonl -> out/records.cam1.jsonl), so
@@ -213,6 +288,9 @@ class JsonLines(Node):
         if not self.multi and self.run_file is not None:  # one file for the run when streams were not announced
             return self.run_file.share()
         records = RecordsFile(stream_path(self.params["path"], ctx.stream, ctx.stream_name, self.multi), ctx.stream, ctx.seq)
+        if ctx.seq > records.written + 1:  # started mid-stream: the seqs between have no record
+            _lost(ctx, ctx.seq - records.written - 1, f"{records.path} lacks the records of seqs "
+                                                      f"{records.written + 1}..{ctx.seq - 1} (the file was gone or cut)")
         if not self.multi:
             self.run_file = records
         return records

@@ -70,6 +70,8 @@ def image_problem(image) -> str | None:
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
         if image.shape[0] >= 2 and image.shape[1] >= 2:
             return None
+        return (f"a frame image of {image.shape[1]}x{image.shape[0]} pixels (width x height) is too small: "
+                "at least 2x2")
     return f"a frame image must be H x W, H x W x 1, 3 or 4, not {'x'.join(map(str, image.shape))}"
 
 

@@ -8,7 +8,10 @@ errors out. OpenCV is imported when a reader or writer is made, never at import 
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from posegraph.pose.drawing import as_bgr, usable_pts
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 LIVE_READ_RETRIES = 25  # consecutive failed reads before a camera or stream counts as gone
+MIN_FRAME_SIDE = 2      # smaller frames cannot be drawn on or encoded (posegraph.pose.drawing.image_problem)
 
 
 def quiet_cv2():
@@ -36,11 +40,13 @@ def quiet_cv2():
 # ----- reading ---------------------------------------------------------------------------------
 class SourceError(Exception):
     """A source that cannot be opened; str() is one line, `kind` says what it was taken for
-    ("camera", "stream", "folder" or "file")."""
+    ("camera", "stream", "folder" or "file"), `param` which setting is at fault ("source",
+    or "width"/"height" when they resize frames to nothing)."""
 
-    def __init__(self, message: str, kind: str):
+    def __init__(self, message: str, kind: str, param: str = "source"):
         super().__init__(message)
         self.kind = kind
+        self.param = param
 
 
 class VideoReader:
@@ -172,6 +178,22 @@ def output_shape(shape, width: int = 0, height: int = 0) -> tuple[int, int, int]
     return (height or h, width or w, 3)
 
 
+def check_frame_size(name: str, kind: str, source_shape, shape, width: int = 0, height: int = 0) -> None:
+    """SourceError when the source's frames, or the frames after resizing, are smaller than
+    MIN_FRAME_SIDE on a side: such a picture holds no person and nothing can draw on it."""
+    least = f"frames must be at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels (width x height)"
+    h, w = source_shape[:2]
+    if h < MIN_FRAME_SIDE or w < MIN_FRAME_SIDE:
+        what, frames = {"camera": ("camera", "frames"), "stream": ("stream", "frames"),
+                        "folder": ("folder", "images")}.get(kind, ("video file", "frames"))
+        raise SourceError(f"{what} {name!r} has {frames} of {w}x{h} pixels, too small to hold a person; {least}", kind)
+    h, w = shape[:2]
+    if h < MIN_FRAME_SIDE or w < MIN_FRAME_SIDE:
+        param = "width" if w < MIN_FRAME_SIDE and width else "height"
+        raise SourceError(f"width {width} and height {height} resize the {source_shape[1]}x{source_shape[0]} frames of "
+                          f"{name!r} to {w}x{h} pixels, too small to hold a person; {least}", kind, param)
+
+
 class Frames:
     """The frames of one source as `capture` emits them: resized, mirrored, every
     (skip + 1)-th one, looped, and paced to `fps` for files and folders.
@@ -188,6 +210,11 @@ class Frames:
         self.kind = self.reader.kind
         self.total = self.reader.total
         self.shape = output_shape(self.reader.shape, width, height)
+        try:
+            check_frame_size(self.name, self.kind, self.reader.shape, self.shape, width, height)
+        except SourceError:
+            self.reader.close()
+            raise
         self.flip, self.skip = flip, skip
         self.loop = loop and self.kind in ("file", "folder")
         self.index = 0  # frames read from the source
@@ -485,6 +512,164 @@ class VideoTrack:
         self.writer.release()
         self.writer = None
         self.log(f"wrote {self.written} frames ({self.size[0]}x{self.size[1]}, {self.fps:g} fps) to {self.path}")
+
+
+class VideoJournal:
+    """Every frame given to a video, kept in a hidden file beside it until the video is
+    finished (`.NAME.journal`).
+
+    Why: an mp4 whose writer was killed cannot be read back (its index is written last),
+    and a sink's frames are acknowledged as soon as it has taken them, so nobody sends them
+    again. The journal is what a restarted sink rebuilds the video from. Each record is
+    written with one os.write before the frame counts as taken: a SIGKILL leaves whole
+    records and at most one torn last one, which `replay` cuts off. Records: seq, pts_ms
+    (NaN for none) and the frame as a JPEG (empty for an empty packet); a JSON header line
+    says which stream and which writer (`owner`) the file belongs to.
+    """
+
+    MAGIC = b"PGVJ1 "
+    RECORD = struct.Struct("<4sqdI")  # b"FRM1", seq, pts_ms, JPEG bytes
+    QUALITY = 95
+
+    def __init__(self, video_path: str):
+        folder, name = os.path.split(video_path)
+        self.path = os.path.join(folder, f".{name}.journal")
+        self.fd: int | None = None
+
+    def header(self) -> dict | None:
+        """The header of an existing journal, or None (none, or not ours)."""
+        try:
+            with open(self.path, "rb") as f:
+                line = f.readline(4096)
+        except OSError:
+            return None
+        if not line.startswith(self.MAGIC) or not line.endswith(b"\n"):
+            return None
+        try:
+            header = json.loads(line[len(self.MAGIC):])
+        except ValueError:
+            return None
+        return header if isinstance(header, dict) else None
+
+    def start(self, stream: int, owner: str) -> None:
+        """A new journal (an earlier one at this path is replaced)."""
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._write(self.MAGIC + json.dumps({"stream": stream, "owner": owner}).encode() + b"\n")
+
+    def replay(self):
+        """(seq, pts_ms or None, image or None, readable) of every whole record, in order;
+        a torn last record is cut off, and the journal is then open for appending."""
+        import cv2
+
+        with open(self.path, "rb") as f:
+            f.readline(4096)
+            good = f.tell()
+            while True:
+                head = f.read(self.RECORD.size)
+                if len(head) < self.RECORD.size:
+                    break
+                magic, seq, pts, length = self.RECORD.unpack(head)
+                data = f.read(length)
+                if magic != b"FRM1" or len(data) < length:
+                    break
+                good = f.tell()
+                image = None
+                if length:
+                    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                yield seq, (None if math.isnan(pts) else pts), image, image is not None or not length
+        os.truncate(self.path, good)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def append(self, seq: int, image: np.ndarray | None, pts_ms) -> None:
+        """Keep one frame (None: an empty packet)."""
+        import cv2
+
+        data = b""
+        if image is not None:
+            ok, encoded = cv2.imencode(".jpg", as_bgr(image), [cv2.IMWRITE_JPEG_QUALITY, self.QUALITY])
+            if not ok:
+                raise OSError(f"cannot encode frame {seq} for {self.path!r}")
+            data = encoded.tobytes()
+        pts = float(pts_ms) if usable_pts(pts_ms) else math.nan
+        self._write(self.RECORD.pack(b"FRM1", seq, pts, len(data)) + data)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def remove(self) -> None:
+        """The video is finished: the journal goes."""
+        self.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class ResumableVideo:
+    """A stream's output video that a restarted writer continues instead of overwriting.
+
+    Every frame goes into the video (a VideoTrack) and into its VideoJournal. A writer that
+    starts with a journal of the same stream left by the same owner (the runner of this
+    run), or that starts mid-stream (`seq` > 0: restarted, alone or with its machine),
+    rebuilds the video from the journal (one JPEG generation on those frames), then goes
+    on; packets the journal already holds are skipped, so the file has every frame once
+    and in order. Seqs missing between the journal's last frame and the first new one are
+    `lost`, as are the earlier frames when a writer starting mid-stream finds no journal.
+    `close()` finishes the video and removes the journal.
+
+    The journal holds a JPEG of every frame of the file until it is finished (about 110 KB
+    for a 720x1280 frame, 2 ms to encode): disk space beside the video while it is written,
+    which grows without bound on a live recording. `journal` False keeps none: a restarted
+    writer then starts the file again and the frames before are `lost`.
+    """
+
+    def __init__(self, path: str, codec: str, fps: float, log, stream: int, seq: int, owner: str, journal: bool = True):
+        self.track = VideoTrack(path, codec, fps, log)
+        self.journal = VideoJournal(path) if journal else None
+        self.last = -1      # the last seq in the video
+        self.kept = 0       # frames rebuilt from the journal
+        self.lost = 0       # seqs the video lacks
+        self.resized = 0    # rebuilt frames that were resized
+        header = self.journal.header() if self.journal else None
+        if self.journal is None:
+            pass
+        elif header and header.get("stream") == stream and (header.get("owner") == owner or seq > 0):
+            for frame_seq, pts, image, readable in self.journal.replay():
+                self.resized += self.track.add(image, pts)
+                self.lost += not readable
+                self.kept += 1
+                self.last = frame_seq
+        else:
+            self.journal.start(stream, owner)
+        if seq > self.last + 1:  # nothing in the file stands for these seqs
+            self.lost += seq - self.last - 1
+
+    @property
+    def path(self) -> str:
+        return self.track.path
+
+    def add(self, seq: int, image: np.ndarray | None, pts_ms=None) -> bool | None:
+        """Write the frame of `seq` (None: an empty packet); None when the video already has
+        it, else whether the image had to be resized."""
+        if seq <= self.last:
+            return None
+        if self.journal is not None:
+            self.journal.append(seq, image, pts_ms)
+        resized = self.track.add(image, pts_ms)
+        self.last = seq
+        return resized
+
+    def close(self) -> None:
+        self.track.close()
+        if self.journal is not None:
+            self.journal.remove()
 
 
 class StreamOutput:

@@ -1,20 +1,22 @@
 """Command line: `runner.py GRAPH [options]`, `runner.py check GRAPH`, `runner.py draw GRAPH -o FILE`.
 
-Exit codes: 0 the graph ran to its end (or was stopped and drained), 1 a node failed,
-2 the graph file or the command line is wrong.
+Exit codes: 0 the graph ran to its end (or was stopped with Ctrl-C / SIGTERM), 1 a node
+failed or a lossless node lost frames, 2 the graph file or the command line is wrong.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from .spec import SpecError, load_graph
 
 USAGE = """runner.py GRAPH [--set ID.PARAM=VALUE ...] [--max-frames N] [--duration S] [--metrics FILE.json]
-                [--machine NAME --hosts HOSTS.yaml | --host NAME=ADDR ...] [--keys KEYS_DIR]
-       runner.py check GRAPH [--set ID.PARAM=VALUE ...]
-       runner.py draw GRAPH [-o graph.png]
+                [--machine NAME --hosts HOSTS.yaml | --host NAME=ADDR ...] [--keys KEYS_DIR] [--allow-outside]
+       runner.py check GRAPH [--set ID.PARAM=VALUE ...] [--allow-outside]
+       runner.py draw GRAPH [-o graph.png] [--allow-outside]
        runner.py kinds [KIND ...]          the installed node kinds: ports and params
        runner.py COMMAND ...               an installed command (see below; --help of each)"""
 
@@ -45,6 +47,8 @@ def _parser(prog: str, command: str) -> argparse.ArgumentParser:
     parser.add_argument("graph", help="the graph's YAML file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID.PARAM=VALUE",
                         help="override a node parameter (repeatable)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="let `uses:` import node files outside the graph file's folder and the current directory")
     if command == "run":
         parser.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop each source after N frames")
         parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds, draining")
@@ -65,6 +69,7 @@ def _parser(prog: str, command: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "kinds":
+        _interrupts_as_python_has_them()
         return print_kinds(argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print(_usage())
@@ -72,13 +77,18 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
     if argv and argv[0] not in ENGINE_COMMANDS:
         command = _installed_command(argv[0])
         if command is not None:
+            _interrupts_as_python_has_them()
             return command(argv[1:])
     command = argv[0] if argv and argv[0] in ("check", "draw", "run") else "run"
     if argv and argv[0] in ("check", "draw", "run"):
         argv = argv[1:]
+    if command == "run":
+        _stop_quietly_until_running()
+    else:
+        _interrupts_as_python_has_them()
     args = _parser(prog, command).parse_args(argv)
     try:
-        spec = load_graph(args.graph, args.overrides)
+        spec = load_graph(args.graph, args.overrides, allow_outside=args.allow_outside)
         inventory, keys = (_placement(spec, args) if command != "draw" else ({}, None))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -100,8 +110,34 @@ def main(argv: list[str] | None = None, prog: str = "runner.py") -> int:
         return 2
     from .supervisor import run_graph
 
-    return run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
+    code = run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
                      live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the run is over and cleaned up: its exit code stands
+        signal.signal(sig, signal.SIG_IGN)
+    return code
+
+
+def _stop_before_start(signum, frame) -> None:
+    """Ctrl-C / SIGTERM before the supervisor has started anything (it takes both over
+    then): nothing was made yet, so stop at once with one line. Exit code 0, as for any
+    stop asked for (README, "Running")."""
+    sys.stderr.write(f"stopped ({signal.Signals(signum).name}) before the graph started\n")
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _stop_quietly_until_running() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_before_start)
+
+
+def _interrupts_as_python_has_them() -> None:
+    """runner.py (and `python -m posegraph`) stop quietly on Ctrl-C while Python imports
+    this module (their handler is marked `posegraph_starting`); every command but `run`
+    (which takes them over) gets Python's usual KeyboardInterrupt and SIGTERM back."""
+    for sig, usual in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if getattr(signal.getsignal(sig), "posegraph_starting", False):
+            signal.signal(sig, usual)
 
 
 def _installed_command(name: str):

@@ -97,6 +97,22 @@ class KeyedState:
         if callable(close):
             close()
 
+    def export(self, stream: int) -> dict:
+        """Everything kept for `stream` (its keys' states and when each was last seen), for
+        posegraph.runtime.checkpoints to keep across a restart."""
+        return {"states": {key: state for (s, key), state in self.states.items() if s == stream},
+                "last_seen": {key: seq for (s, key), seq in self.last_seen.items() if s == stream},
+                "split": stream in self.split_streams}
+
+    def restore(self, stream: int, kept: dict) -> None:
+        """The inverse of `export`: `stream`'s keys take the states kept for them."""
+        for key, state in kept["states"].items():
+            self.states[stream, key] = state
+        for key, seq in kept["last_seen"].items():
+            self.last_seen[stream, key] = seq
+        if kept["split"]:
+            self.split_streams.add(stream)
+
     def end_stream(self, stream: int) -> None:
         """The stream is over: retire every state it holds."""
         for key in [k for k in set(self.states) | set(self.last_seen) if k[0] == stream]:

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import yaml
 
-from .spec import GraphSpec, SpecError
+from .spec import GraphSpec, SpecError, load_yaml, read_graph_text
 
 
 def load_inventory(spec: GraphSpec, hosts_file: str | None, host_flags: list[str]) -> dict[str, str]:
     """machine name -> address, from the hosts file then the --host flags (flags win)."""
     inventory: dict[str, str] = {}
     if hosts_file:
-        try:
-            doc = yaml.safe_load(Path(hosts_file).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SpecError("hosts file not found", hosts_file) from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        try:  # the graph loader's rules: a regular file of a sane size, no aliases, no duplicate keys
+            doc = load_yaml(read_graph_text(Path(hosts_file), hosts_file))
+        except SpecError as exc:
+            raise SpecError(exc.detail.replace("graph file", "hosts file"), hosts_file, exc.line) from None
+        except yaml.YAMLError as exc:
             raise SpecError(f"cannot read the hosts file: {str(exc).splitlines()[0]}", hosts_file) from None
         if isinstance(doc, dict) and isinstance(doc.get("hosts"), dict):
             doc = doc["hosts"]  # `hosts: {edge: ...}` reads the same as the bare mapping

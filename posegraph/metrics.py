@@ -1,4 +1,9 @@
-"""Cheap per-node measurements: counters and rolling percentiles over a fixed ring."""
+"""Cheap per-node measurements: counters and rolling percentiles over a fixed ring.
+
+A node's `lost` is what never reached its output: packets that never completed a join
+(the runtime's count) plus what the node's own code counted with ctx.count("lost") (a
+sink's seqs missing from its files). The runner ends with a warning and exit code 1 when
+a lossless node lost any (posegraph.supervisor)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +12,7 @@ import time
 import numpy as np
 
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+LOST_COUNTER = "lost"  # ctx.count(LOST_COUNTER) adds to the node's `lost`, not to its counters
 
 
 class Ring:
@@ -115,7 +121,7 @@ def summarise(reports: list[dict], restarts: int) -> dict:
         "restarts": restarts,
         "rss_mb": round(sum(r.get("rss_mb", 0.0) for r in live), 1),
         "bad_messages": total("bad"),
-        "lost": total("lost"),
+        "lost": total("lost") + counters.pop(LOST_COUNTER, 0),
         "counters": counters,
         "streams": streams,  # stream id (as text) -> frames processed
         "peers": peers,      # "machine: node" -> connected / waiting / disconnected / refused

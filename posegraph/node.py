@@ -6,10 +6,29 @@ calculator contract) and implements `open`, `process` and `close`. It never sees
 """
 from __future__ import annotations
 
+import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
 from .hints import did_you_mean
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 70
+_REPR.maxlong = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdict = 6
+_REPR.maxlevel = 3
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """repr() of a value for an error message, at most `limit` characters: a value echoed
+    back to the user may be a megabyte of text or a deep structure, and the message must
+    stay one short line (and never expand the value in full to print it)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that raises, or an int too long to convert to text
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class EndOfStream(Exception):
@@ -41,6 +60,7 @@ class Param:
     choices: tuple | None = None
     help: str = ""
     check: Any = None  # value -> None, or the reason it is wrong (for values `choices` cannot list)
+    finite: bool = True  # refuse nan and inf (they pass every min/max comparison); False lets them through
 
     def kind(self):
         if self.type is not None:
@@ -74,23 +94,31 @@ class Param:
             elif k is float:
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
                 if ok:
-                    value = float(value)
+                    try:
+                        value = float(value)
+                    except OverflowError:
+                        raise ValueError(f"{brief(value)} is too large for a float") from None
             else:
                 ok = isinstance(value, k)
             if ok:
                 break
         if not ok:
-            raise ValueError(f"expected {self.type_name()}, got {type(value).__name__} {value!r}")
+            raise ValueError(f"expected {self.type_name()}, got {type(value).__name__} {brief(value)}")
+        if self.finite and isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
+            raise ValueError(f"{brief(value)} is not one of {', '.join(map(brief, self.choices))}")
         if self.check is not None:
-            problem = self.check(value)
+            try:
+                problem = self.check(value)
+            except Exception as exc:  # noqa: BLE001 - the kind's check itself failed on this value
+                raise ValueError(f"{brief(value)} was refused: {type(exc).__name__}: {str(exc)[:120]}") from None
             if problem:
                 raise ValueError(problem)
         if self.min is not None and isinstance(value, (int, float)) and value < self.min:
-            raise ValueError(f"{value!r} is below the minimum {self.min}")
+            raise ValueError(f"{brief(value)} is below the minimum {self.min}")
         if self.max is not None and isinstance(value, (int, float)) and value > self.max:
-            raise ValueError(f"{value!r} is above the maximum {self.max}")
+            raise ValueError(f"{brief(value)} is above the maximum {self.max}")
         return value
 
 

@@ -14,7 +14,7 @@ import networkx as nx
 
 from .config import InLinkConfig, Instance, InstanceConfig, OutLinkConfig
 from .runtime.links import LATEST_SLACK
-from .spec import GraphSpec
+from .spec import GraphSpec, tcp_ports
 
 MAX_POOL_BYTES = 512 * 1024 * 1024
 
@@ -29,25 +29,20 @@ def _route(node) -> str:
     return "stream" if node.kind.is_stateful() else "seq"
 
 
-def _neighbours(spec: GraphSpec, node_id: str) -> set[str]:
-    return set(spec.graph.predecessors(node_id)) | set(spec.graph.successors(node_id))
-
-
 def _addresses(spec: GraphSpec, run_dir: str, inventory: dict[str, str] | None) -> dict[tuple[str, int], dict]:
     """Socket addresses of every instance. Ports come from the instance's position in the
-    file (or the node's own `port`), so every machine's runner computes the same ones."""
+    file (or the node's own `port`), so every machine's runner computes the same ones
+    (posegraph.spec.tcp_ports, which the graph check also uses to refuse clashes)."""
+    ports = tcp_ports(spec, placed=inventory is not None)
     addresses = {}
-    index = 0
     for node in spec.nodes.values():
-        remote = inventory is not None and any(spec.nodes[n].machine != node.machine for n in _neighbours(spec, node.id))
         for r in range(node.replicas):
-            if node.transport == "tcp" or remote:
+            if (node.id, r) in ports:
                 host = inventory[node.machine] if inventory is not None else spec.host
-                base = (node.port or spec.base_port + 2 * index) + (2 * r if node.port else 0)
+                base = ports[node.id, r]
                 addresses[node.id, r] = {"inbox": f"tcp://{host}:{base}", "back": f"tcp://{host}:{base + 1}"}
             else:
                 addresses[node.id, r] = {"inbox": f"ipc://{run_dir}/{node.id}.{r}.in", "back": f"ipc://{run_dir}/{node.id}.{r}.back"}
-            index += 1
     return addresses
 
 

@@ -6,6 +6,13 @@ It never touches frames. It hears each process over the control channel
 process that died (with back-off, up to the node's `max_restarts`), and stops the whole
 graph with a one-line cause when it cannot go on. A graph never waits forever on a node
 that is gone. What the terminal shows is posegraph.terminal's job.
+
+Ctrl-C and SIGTERM are this module's from the moment `run` starts until it returns: a
+stop before every node is open kills the processes at once (there is nothing to drain),
+a stop during the run drains, a second one stops at once, and one during the clean-up
+only hurries it; each says one line, and the run folder and shared memory always go.
+A runner killed with SIGKILL cannot clean up, so each run first removes the run folders
+and pools of runners that are gone.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import networkx as nx
 import zmq
 
 from . import control, logs
@@ -35,6 +43,8 @@ from .terminal import Terminal
 
 DRAIN_SECONDS = 3.5      # after Ctrl-C, sources stop and the graph drains for this long
 KILL_WAIT_SECONDS = 1.0  # then whatever is left is killed; the total stays under 5 s
+RUN_DIR_PREFIX = "pg-"
+OWNER_FILE = "runner"    # in a run folder: "pid start-time" of the runner that made it
 
 
 @dataclass
@@ -69,6 +79,45 @@ class GraphFailed(Exception):
     """The graph cannot go on; str() is the one-line cause."""
 
 
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), or None when there is no such
+    process: with the pid it names one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _start_field(text: str) -> str | None:
+    return None if text == "-" else text  # "-": the runner could not read its start time
+
+
+def _owner_alive(pid: int, start: str | None) -> bool:
+    """Whether the runner (pid, start time) still runs; without a start time, any process
+    with that pid counts as it (so nothing of a live runner is ever removed)."""
+    now = process_start(pid)
+    return now is not None and (start is None or now == start)
+
+
+def _run_dir_owner(path: str) -> tuple[int, str | None] | None:
+    """(pid, start) of the runner that made the run folder `path`, or None when `path` is
+    not recognisably one (then it is left alone)."""
+    try:
+        pid, start = Path(path, OWNER_FILE).read_text().split()
+        return int(pid), _start_field(start)
+    except (OSError, ValueError):
+        pass
+    for config in glob.glob(os.path.join(path, "*.json")):  # folders of runners before the owner file
+        try:
+            data = json.loads(Path(config).read_text())
+            if data.get("run_dir") == path and data.get("run_id") and int(data["runner_pid"]) > 0:
+                return int(data["runner_pid"]), None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue
+    return None
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -92,13 +141,14 @@ class Supervisor:
         self.out = out
         self.terminal = Terminal(self, out, out.isatty() if live is None else live)
         self.run_id = new_run_id()
-        self.run_dir = tempfile.mkdtemp(prefix="pg-")
+        self.run_dir: str | None = None  # made in run(), once Ctrl-C is ours to handle
         self.procs: dict[tuple[str, int], Proc] = {}
         self.zctx: zmq.Context | None = None
         self.control: control.ControlServer | None = None
         self.stop_reason: str | None = None
         self.stop_started: float | None = None
         self.interrupts = 0
+        self.said_interrupts = 0        # how many of them the terminal was told of
         self.started_at: float | None = None
         self.ready_at: float | None = None
         self.next_publish = 0.0
@@ -107,32 +157,60 @@ class Supervisor:
     def _spawn(self, proc: Proc) -> None:
         proc.ready = proc.done = proc.exited = False
         proc.identity = None
+        # a process group of its own: a terminal's Ctrl-C reaches the runner only, which
+        # stops the graph in order (a node still importing would die with a traceback)
         proc.popen = subprocess.Popen([sys.executable, "-m", "posegraph.worker", proc.config_path, str(proc.incarnation)],
-                                      stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL, process_group=0)
 
-    def _claim_shared_memory(self) -> None:
-        """Mark this run's pools as ours (a pid file), and remove the pools of earlier runs
-        whose runner is gone: a runner killed with SIGKILL (a machine restarted) cannot
-        clean up after itself, so the next one on this computer does."""
+    def _claim_run(self) -> None:
+        """Make this run's folder and mark it and its pools as ours, after removing what
+        runners that are gone left behind: a runner killed with SIGKILL cannot clean up after
+        itself, so the next one on this computer does. Only runners whose process is gone
+        (pid and start time) lose their things; a live runner's are never touched."""
+        self._remove_leftovers()
+        me = f"{os.getpid()} {process_start(os.getpid()) or '-'}"
+        self.run_dir = tempfile.mkdtemp(prefix=RUN_DIR_PREFIX)
+        Path(self.run_dir, OWNER_FILE).write_text(me + "\n")
+        try:  # the pools' owner (its pid, as ever), and beside it "pid start run-folder"
+            Path(SHM_DIR, f"pg-{self.run_id}.owner").write_text(str(os.getpid()))
+            Path(SHM_DIR, f"pg-{self.run_id}.run").write_text(f"{me} {self.run_dir}\n")
+        except OSError:
+            pass
+
+    @staticmethod
+    def _remove_leftovers() -> None:
+        if process_start(os.getpid()) is None:
+            return  # no /proc: whether a runner is alive cannot be told, so nothing is removed
         for owner in glob.glob(os.path.join(SHM_DIR, "pg-*.owner")):
             try:
                 pid = int(Path(owner).read_text())
             except (OSError, ValueError):
                 continue
-            if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
-                run_id = os.path.basename(owner)[3:-len(".owner")]
-                for path in glob.glob(os.path.join(SHM_DIR, f"pg-{run_id}-*")) + [owner]:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-        try:
-            Path(SHM_DIR, f"pg-{self.run_id}.owner").write_text(str(os.getpid()))
-        except OSError:
-            pass
+            run_id = os.path.basename(owner)[3:-len(".owner")]
+            run = os.path.join(SHM_DIR, f"pg-{run_id}.run")
+            start = run_dir = None
+            try:  # "pid start run-folder" (runs of earlier versions have none)
+                fields = Path(run).read_text().rstrip("\n").split(" ", 2)
+                if int(fields[0]) == pid:
+                    start, run_dir = _start_field(fields[1]), fields[2]
+            except (OSError, ValueError, IndexError):
+                pass
+            if pid == os.getpid() or _owner_alive(pid, start):
+                continue
+            if run_dir and os.path.basename(run_dir).startswith(RUN_DIR_PREFIX) and _run_dir_owner(run_dir) == (pid, start):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            for path in glob.glob(os.path.join(SHM_DIR, f"pg-{run_id}-*")) + [owner, run]:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        for run_dir in glob.glob(os.path.join(tempfile.gettempdir(), f"{RUN_DIR_PREFIX}*")):
+            owner = _run_dir_owner(run_dir) if os.path.isdir(run_dir) and not os.path.islink(run_dir) else None
+            if owner is not None and owner[0] != os.getpid() and not _owner_alive(*owner):
+                shutil.rmtree(run_dir, ignore_errors=True)
 
     def _start_all(self) -> None:
-        self._claim_shared_memory()
+        self._claim_run()
         address = f"ipc://{self.run_dir}/control"
         self.zctx = zmq.Context()
         self.control = control.ControlServer(self.zctx, address)
@@ -145,6 +223,8 @@ class Supervisor:
         first_incarnation = secrets.randbelow(1 << 19) << 10
         order = {n: i for i, n in enumerate(self.spec.topological_order())}
         for inst in sorted(instances, key=lambda i: -order[i.node]):  # consumers first
+            if self.stop_reason is not None:  # Ctrl-C while starting: start no more
+                break
             inst.config.runner_pid, inst.config.base_dir = os.getpid(), base_dir
             path = os.path.join(self.run_dir, f"{inst.name}.json")
             inst.config.save(path)
@@ -301,39 +381,80 @@ class Supervisor:
             self._signal([p for p in self.procs.values() if p.is_source], signal.SIGTERM)
 
     def _on_signal(self, signum, frame) -> None:
+        """Only notes the signal (the loop acts on it and says so): it may come at any
+        moment, in the middle of logging or of the clean-up."""
         self.interrupts += 1
         self.request_stop(signal.Signals(signum).name)
+
+    def _say_interrupts(self) -> None:
+        """One line per Ctrl-C / SIGTERM not yet told of."""
+        while self.said_interrupts < self.interrupts:
+            self.said_interrupts += 1
+            if self.ready_at is None:
+                if self.said_interrupts == 1:
+                    log.warning(f"stopped ({self.stop_reason}) before the graph started")
+            elif self.said_interrupts == 1:
+                log.warning(f"stopping ({self.stop_reason}): the sources stop and the graph drains for at most "
+                            f"{DRAIN_SECONDS:g} s; Ctrl-C again stops it at once")
+            elif self.said_interrupts == 2:
+                log.warning("stopping at once (interrupted again)")
 
     def run(self) -> int:
         """Run the graph to the end; return the process exit code."""
         handler = logs.setup(self.out)
+        # from here until the end, Ctrl-C / SIGTERM only ask for a stop: never an exception
+        # in the middle of starting or cleaning up
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         code = 0
         try:
-            self._start_all()
-            self.terminal.start()
-            self._loop()
-            self._on_control()
-        except GraphFailed as exc:
-            log.error(f"error: {exc}")
-            code = 1
-            self._signal(self.procs.values(), signal.SIGTERM)
-            time.sleep(0.2)
-            self._kill_all()
+            try:
+                self._start_all()
+                self.terminal.start()
+                self._loop()
+                self._on_control()
+            except GraphFailed as exc:
+                log.error(f"error: {exc}")
+                code = 1
+                self._signal(self.procs.values(), signal.SIGTERM)
+                time.sleep(0.2)
+                self._kill_all()
+            finally:
+                if self.procs:
+                    self._kill_all()
+                    self.write_metrics()
+                self.terminal.stop(show_table=code == 0 and self.ready_at is not None)
+                self._cleanup()
+            if code == 0:
+                code = self._check_losses()
         finally:
             for s, previous in old.items():
                 signal.signal(s, previous)
-            if self.procs:
-                self._kill_all()
-                self.write_metrics()
-            self.terminal.stop(show_table=code == 0)
-            self._cleanup()
             logs.remove(handler)
+        return code
+
+    def _lossless(self, node_id: str) -> bool:
+        """Whether every queue on the way to `node_id` is `block` (drops are by design otherwise)."""
+        nodes = nx.ancestors(self.spec.graph, node_id) | {node_id}
+        return all(i.policy == "block" for n in nodes for i in self.spec.nodes[n].inputs.values())
+
+    def _check_losses(self) -> int:
+        """A warning line for every lossless node that lost frames, and exit code 1 then:
+        a run whose outputs lack frames must not look like a clean one."""
+        code = 0
+        for node_id, m in self.node_metrics().items():
+            if m["lost"] and self._lossless(node_id):
+                log.warning(f"warning: node '{node_id}' lost {m['lost']} frame(s): its output lacks them "
+                            f"(see its warnings above); exit code 1")
+                code = 1
         return code
 
     def _loop(self) -> None:
         """Until every process has exited for good, or the stop drained (or timed out)."""
         while True:
+            self._say_interrupts()
+            if self.stop_reason is not None and self.ready_at is None:
+                self._kill_all()  # not every node is open yet: nothing ran, nothing to drain
+                return
             if self.control.poll(100):
                 self._on_control()
             self._check_processes()
@@ -363,6 +484,7 @@ class Supervisor:
 
     def _stop_by_force(self) -> None:
         """The drain took too long (or Ctrl-C came twice): SIGTERM everyone, then SIGKILL."""
+        self._say_interrupts()
         self._signal(self.procs.values(), signal.SIGTERM)
         deadline = time.monotonic() + KILL_WAIT_SECONDS
         while time.monotonic() < deadline and any(p.popen.poll() is None for p in self.procs.values()):
@@ -374,12 +496,14 @@ class Supervisor:
             self.control.close()
         if self.zctx is not None:
             self.zctx.destroy(linger=0)
-        for path in glob.glob(os.path.join(SHM_DIR, f"pg-{self.run_id}-*")) + [os.path.join(SHM_DIR, f"pg-{self.run_id}.owner")]:
+        for path in glob.glob(os.path.join(SHM_DIR, f"pg-{self.run_id}-*")) + [os.path.join(SHM_DIR, f"pg-{self.run_id}.{end}")
+                                                                               for end in ("owner", "run")]:
             try:
                 os.unlink(path)
             except OSError:
                 pass
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def run_graph(spec: GraphSpec, **options) -> int:

@@ -5,6 +5,9 @@ A job lives in JOBS_DIR/<32 hex>/: input<ext> (the upload), annotated.webm, reco
 metrics.json, runner.log and job.json (its state, so finished jobs survive a restart).
 Progress is the number of lines in records.jsonl over the clip's frame count, polled ~4x a
 second; a job is done when the runner exits 0, failed with its last error line otherwise.
+A done job whose run warned (metrics.json: the video ended early, a node lost frames) is
+"done with warnings": its message and `warnings` say what, and its percent is the share
+of the clip that was processed, so it never shows as a plain 100 %.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    warnings: list[str] = field(default_factory=list)  # what a done job's run warned of
 
 
 class JobQueue:
@@ -241,12 +245,19 @@ class JobQueue:
                     self._kill(proc)
                 self.proc = None
         done = counter.count()
+        warnings, lost = run_warnings(folder / "metrics.json", job.frames_total, done)
         with self.cond:
             job.exit_code, job.finished, job.frames_done = proc.returncode, time.time(), done
             if self.stopping.is_set():
                 job.state, job.message = "failed", "the server was stopped while this job ran"
-            elif proc.returncode == 0:
-                job.state, job.percent, job.message = "done", 100, f"done: {done} frames"
+            elif proc.returncode == 0 or (proc.returncode == 1 and lost and not error_lines(folder / "runner.log")):
+                # exit code 1 without an error line: the run went to its end but lost frames
+                job.state, job.warnings = "done", warnings
+                if warnings:
+                    job.percent = min(100, done * 100 // job.frames_total) if job.frames_total else 100
+                    job.message = "done with warnings: " + "; ".join(warnings)
+                else:
+                    job.percent, job.message = 100, f"done: {done} frames"
             else:
                 job.state, job.message = "failed", last_error(folder / "runner.log", proc.returncode)
 
@@ -286,12 +297,43 @@ class LineCounter:
         return self.lines
 
 
+def _log_lines(log: Path) -> list[str]:
+    try:
+        return [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return []
+
+
+def error_lines(log: Path) -> list[str]:
+    """The runner's `error:` lines."""
+    return [line for line in _log_lines(log) if line.lower().startswith("error")]
+
+
 def last_error(log: Path, code: int) -> str:
     """The runner's last `error:` line, else its last line, with the exit code."""
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
+    lines = _log_lines(log)
     errors = [line for line in lines if line.lower().startswith("error")]
     text = (errors or lines or ["no output"])[-1]
     return f"{text[:500]} (runner exit code {code})"
+
+
+def run_warnings(metrics: Path, frames_total: int, frames_done: int) -> tuple[list[str], int]:
+    """What a run warned of, read from its metrics file (the runner's log says it only in
+    passing): a source whose file ended early (`capture` counts `truncated`), and nodes
+    that lost frames. Also the frames lost in all."""
+    try:
+        nodes = json.loads(metrics.read_text()).get("nodes") or {}
+    except (OSError, ValueError, AttributeError):
+        return [], 0
+    warnings, lost = [], 0
+    for node_id, row in nodes.items():
+        if not isinstance(row, dict):
+            continue
+        if (row.get("counters") or {}).get("truncated"):
+            read = row.get("frames_out") or frames_done
+            of = f" of {frames_total}" if frames_total else ""
+            warnings.append(f"the video ended at frame {read}{of} (the file is truncated or corrupt)")
+        if row.get("lost"):
+            lost += int(row["lost"])
+            warnings.append(f"node '{node_id}' lost {row['lost']} frame(s)")
+    return warnings, lost

@@ -1,8 +1,8 @@
 """The HTML pages: everything inline (styles, scripts, the SVG), so they work offline.
 
 Stable element ids for tests: #file #graph #upload #upload-progress #progress ("NN%")
-#status #error #jobs on the upload page; #status #progress #error #result-video #timeline
-#reps #classes #download-jsonl #download-video #download-log on a job's page."""
+#status #error #jobs on the upload page; #status #progress #error #warnings #result-video
+#timeline #reps #classes #download-jsonl #download-video #download-log on a job's page."""
 from __future__ import annotations
 
 import json
@@ -17,6 +17,7 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
 fieldset{border:1px solid #ccc;border-radius:6px;padding:1em}label{display:block;margin:.5em 0}
 button{font-size:1em;padding:.4em 1.2em}
 #error{color:#a00;font-weight:bold;white-space:pre-wrap}#error:empty{display:none}
+#warnings{color:#8a5a00;font-weight:bold}
 .bar{width:100%;height:14px;background:#eee;border-radius:7px;overflow:hidden}
 .bar>div{height:100%;background:#2c7be5;width:0;transition:width .2s}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .7em;text-align:left}
@@ -31,7 +32,7 @@ function showError(text){$('error').textContent=text||''}
 function describe(job){
   if(job.state==='queued')return 'queued (position '+job.position+'): '+job.message;
   if(job.state==='running')return 'running: '+job.message;
-  if(job.state==='done')return 'done: '+job.frames_done+' frames';
+  if(job.state==='done')return job.warnings&&job.warnings.length?job.message:'done: '+job.frames_done+' frames';
   return 'failed: '+job.message;
 }
 function showJob(job){
@@ -94,8 +95,13 @@ def describe(job: dict) -> str:
     if job["state"] == "running":
         return f'running: {job["message"]}'
     if job["state"] == "done":
-        return f'done: {job["frames_done"]} frames'
+        return job["message"] if job.get("warnings") else f'done: {job["frames_done"]} frames'
     return f'failed: {job["message"]}'
+
+
+def state_label(job: dict) -> str:
+    """A job's state for the jobs table: a done job that warned says so."""
+    return "done with warnings" if job["state"] == "done" and job.get("warnings") else job["state"]
 
 
 def _progress(job: dict | None) -> str:
@@ -111,7 +117,7 @@ def upload_page(jobs: list[dict], max_bytes: int) -> bytes:
     accept = ",".join(("video/*",) + VIDEO_EXTENSIONS)
     rows = "".join(
         f'<tr><td><a href="/jobs/{job["id"]}">{escape(job["name"])}</a></td><td>{escape(job["graph"])}</td>'
-        f'<td>{escape(job["state"])}</td><td>{time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))}</td></tr>'
+        f'<td>{escape(state_label(job))}</td><td>{time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))}</td></tr>'
         for job in jobs[:20])
     listing = (f'<h2>Jobs</h2><table id="jobs"><tr><th>file</th><th>graph</th><th>state</th><th>uploaded</th></tr>{rows}</table>'
                if rows else '<table id="jobs"></table>')
@@ -134,6 +140,9 @@ def result_page(job: dict, summary: dict | None, svg: str | None) -> bytes:
     head = (f'<p><a href="/">&larr; upload another video</a></p>'
             f'<h1>{escape(job["name"])} <span class="muted">({escape(job["graph"])})</span></h1>'
             f'{_progress(job)}<p id="error" role="alert">{escape(job["message"]) if job["state"] == "failed" else ""}</p>')
+    if job.get("warnings"):
+        head += ('<ul id="warnings" role="alert">'
+                 + "".join(f"<li>warning: {escape(text)}</li>" for text in job["warnings"]) + "</ul>")
     log = f'<p><a id="download-log" href="/jobs/{jid}/files/runner.log">runner log</a></p>' if "runner.log" in job["files"] else ""
     if job["state"] != "done":
         script = "" if job["state"] == "failed" else f"follow({json.dumps(jid)},function(){{location.reload()}});"

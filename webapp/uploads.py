@@ -1,15 +1,19 @@
 """What an upload must be: a known graph, a plain file name with a video extension, a size
-within the limit, and a file OpenCV can open and read a frame from. Every refusal is an
-UploadError with an HTTP status and a message meant for the person uploading."""
+within the limit, and a file OpenCV can open and read a frame of at least 2x2 pixels from.
+Every refusal is an UploadError with an HTTP status and a message meant for the person
+uploading."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-# graph name -> (graph file relative to the project root, what it does)
+from posegraph.pose.media import MIN_FRAME_SIDE
+
+# graph name -> (graph file relative to the project root, what it does); the first is the page's default
+# (DTW: the classifier that held best on people and places it never saw, README "Measured")
 GRAPHS = {
-    "tcn": ("graphs/video_tcn.yaml", "TCN exercise classifier (squat, jumping jack, plank, russian twist, or unknown) with repetitions"),
     "dtw": ("graphs/video_dtw.yaml", "DTW exercise classifier (squat, jumping jack, plank, russian twist, or unknown) with repetitions"),
+    "tcn": ("graphs/video_tcn.yaml", "TCN exercise classifier (squat, jumping jack, plank, russian twist, or unknown) with repetitions"),
     "knn": ("graphs/video_knn.yaml", "KNN exercise classifier, pose by pose (the same classes, or unknown) with repetitions"),
     "lstm": ("graphs/video_lstm.yaml", "LSTM exercise classifier (the same classes, or unknown) with repetitions"),
 }
@@ -111,6 +115,10 @@ def probe_video(path: Path) -> int:
         ok, frame = cap.read()
         if not ok or frame is None:
             raise UploadError("the file is not a video this server can read (OpenCV opens it but reads no frame)", 400)
+        height, width = frame.shape[:2]
+        if min(height, width) < MIN_FRAME_SIDE:
+            raise UploadError(f"the video's frames are {width}x{height} pixels, too small to hold a person; "
+                              f"frames must be at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels (width x height)", 400)
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         return int(count) if count and count > 0 else 0
     finally:

@@ -110,14 +110,25 @@ class Inputs:
         if kind == wire.KIND_ANNOUNCE:
             self._on_announce(link, header)
         elif kind == wire.KIND_EOS:
+            self._check_live(link, header)
             self._on_eos(link, header)
         elif kind == wire.KIND_SYNC:
+            self._check_live(link, header)
             self._on_sync(link, header)
         else:
             live = self.producer_incs.setdefault((link.id, header.producer), header.incarnation)
             if header.incarnation != live:  # sent by a dead incarnation before it died: the live one owns it now
                 header.incarnation = live
             self._accept(link.port, self._receive(link, header, frames))
+
+    def _check_live(self, link: InLink, header: wire.Header) -> None:
+        """An end of stream or a SYNC changes what this node waits for, so it must come from
+        the producer's live incarnation (random, from its announce or first message): one
+        from a dead incarnation, or forged by anyone who can reach a plain tcp port, is
+        refused (and counted), never obeyed."""
+        live = self.producer_incs.setdefault((link.id, header.producer), header.incarnation)
+        if header.incarnation != live:
+            raise wire.WireError("an end of stream or sync from an incarnation that is not the producer's live one")
 
     def _on_announce(self, link: InLink, header: wire.Header) -> None:
         """A producer (re)started. Packets of its earlier incarnation that this node still

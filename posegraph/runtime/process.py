@@ -24,6 +24,7 @@ from ..metrics import Meter
 from ..node import EndOfStream
 from ..shm import PoolReader
 from .inputs import Inputs
+from .checkpoints import Checkpoints
 from .links import InLink, OutLink
 from .marks import StreamMarks
 from .outputs import Outputs
@@ -51,6 +52,7 @@ class NodeProcess:
                            stream_names=config.stream_names, wired_inputs=config.inputs, graph_file=config.graph)
         self.meter = Meter()
         self.marks = StreamMarks(config.state_file)
+        self.checkpoints = Checkpoints(config.state_file, self.keyed, self.ctx.log)
         self.reader = PoolReader(config.run_id)
         self.stop_requested = False
         self.go = False                 # the supervisor said every node is open
@@ -166,6 +168,7 @@ class NodeProcess:
         if not self._open():
             self._teardown()
             return 3
+        self._restore_state()
         code = self._run_opened()
         self._tick(force=True)
         try:
@@ -188,6 +191,14 @@ class NodeProcess:
             self._report(control.ERROR, phase="open", msg=str(exc) or type(exc).__name__, field=getattr(exc, "field", None),
                          exc=type(exc).__name__)
             return False
+
+    def _restore_state(self) -> None:
+        """A restarted instance takes back the keyed state an earlier one kept (checkpoints)."""
+        for stream in self.config.streams:
+            resume = self.checkpoints.restore(stream)
+            if resume is not None:
+                self.marks.advance(stream, resume)
+                self.ctx.log(f"restarted with its state of stream {stream} as it was before seq {resume}")
 
     def _run_opened(self) -> int:
         try:
@@ -298,6 +309,7 @@ class NodeProcess:
                 for array, ref in rec.refs:
                     forwardable[id(array)] = (array, ref)
             results = self._process(Inputs.values(entry), key[0], key[1], t)
+            self.checkpoints.take(*key)
             stale = self.inputs.stale_reads(recs)
             if stale:
                 self.ctx.count("stale_slot_reads", stale)
@@ -315,7 +327,7 @@ class NodeProcess:
         if outputs.links:
             outputs.settle(key)  # drop this call's hold: inputs go when every result is released
         else:
-            self.marks.advance(key[0], key[1] + self.stride)  # a sink: done once processed
+            self._done_below(key[0], key[1] + self.stride)  # a sink: done once processed
 
     def _released(self, key) -> None:
         """Everything sent for `key` was released downstream: release its inputs, and move
@@ -325,7 +337,14 @@ class NodeProcess:
         self.inputs.released(key)
         stream = key[0]
         pending = [seq for s, seq in self.outputs.pending if s == stream]
-        self.marks.advance(stream, min(pending) if pending else max(self.inputs.next_fire.get(stream, 0), key[1] + self.stride))
+        self._done_below(stream, min(pending) if pending else max(self.inputs.next_fire.get(stream, 0), key[1] + self.stride))
+
+    def _done_below(self, stream: int, seq: int) -> None:
+        """Seqs of `stream` below `seq` are finished: keep the state as it was there, then
+        move the mark (in that order, so a restart never finds a mark ahead of its state)."""
+        if seq > self.marks[stream]:
+            self.checkpoints.commit(stream, seq)
+            self.marks.advance(stream, seq)
 
     def _finish_streams(self) -> None:
         for stream in self.inputs.ended_streams():

@@ -259,6 +259,31 @@ def test_garbage_on_an_input_socket_is_counted_and_dropped(graph_run):
     assert run.metrics["nodes"]["sink"]["bad_messages"] >= len(garbage)
 
 
+def test_a_forged_end_of_stream_or_sync_on_a_tcp_link_is_refused_and_the_run_completes(graph_run):
+    """Anyone who can reach a plain tcp port can send a well-formed header: an end of
+    stream or a SYNC not from the producer's live (random) incarnation is counted as bad
+    and ignored, so the sink neither stops early nor skips seqs."""
+    run = graph_run(chain(count=200, fps=100, w=160, h=120).replace("name: chain", "name: chain\ntransport: tcp\nbase_port: 47350"))
+    run.wait_for_records(10)
+    _, config = run.worker_pid("sink.0")
+    import json
+    settings = json.loads(config.read_text())
+    link = settings["inputs"]["frame"][0]["link"]
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 1000)
+    push.connect(settings["inbox"])
+    forged = [{"k": "e", "e": link, "f": 0, "i": incarnation, "s": 0, "q": 20} for incarnation in (0, 1, 1024, 7 << 10)]
+    forged += [{"k": "y", "e": link, "f": 0, "i": 1024, "s": 0, "q": 150}]
+    for header in forged:
+        push.send_multipart([msgpack.packb(header)])
+    push.close()
+    ctx.term()
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 200)
+    assert run.metrics["nodes"]["sink"]["bad_messages"] >= len(forged) - 1  # one may guess right: 1 in 2^19
+
+
 def test_a_join_fed_by_a_latest_queue_fires_in_order_and_never_deadlocks(graph_run):
     # Drop markers from the `latest` branch reach the join before the frames of earlier
     # seqs complete; the join must still emit in seq order, or its consumer's small

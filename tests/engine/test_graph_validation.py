@@ -51,6 +51,28 @@ BROKEN = """\
 raise RuntimeError("boom")
 """
 
+BAD_PARAMS = """\
+from posegraph import Node
+
+
+class Bad(Node):
+    INPUTS = {"frame": "a frame"}
+    OUTPUTS = {"frame": "the same frame"}
+    PARAMS = {"x": 5}
+
+    def process(self, inputs, ctx):
+        return {"frame": inputs["frame"]}
+"""
+
+NO_PROCESS = """\
+from posegraph import Node
+
+
+class Lazy(Node):
+    INPUTS = {"frame": "a frame"}
+    OUTPUTS = {"frame": "the same frame"}
+"""
+
 
 @dataclass(frozen=True)
 class Case:
@@ -91,7 +113,7 @@ CASES: dict[str, Case] = {
           - id: source
             uses: synthetic: oops
         """),
-        "synthetic: oops", None, None, ("YAML syntax error", "mapping values are not allowed here")),
+        "synthetic: oops", None, None, ("YAML syntax error", "mapping values are not allowed")),
     "top_level_is_a_list": Case(
         g("""
         - id: source
@@ -104,20 +126,20 @@ CASES: dict[str, Case] = {
         name: t
         description: no nodes at all
         """),
-        "name: t", None, None, ("'nodes' must be a non-empty list of nodes",)),
+        "name: t", None, "nodes", ("'nodes' must be a non-empty list of nodes",)),
     "empty_nodes": Case(
         g("""
         name: t
         nodes: []
         """),
-        "nodes: []", None, None, ("'nodes' must be a non-empty list of nodes",)),
+        "nodes: []", None, "nodes", ("'nodes' must be a non-empty list of nodes",)),
     "nodes_is_a_mapping": Case(
         g("""
         name: t
         nodes:
           source: {uses: synthetic}
         """),
-        "nodes:", None, None, ("'nodes' must be a non-empty list of nodes",)),
+        "nodes:", None, "nodes", ("'nodes' must be a non-empty list of nodes",)),
     "unknown_top_level_field": Case(
         g("""
         name: t
@@ -128,17 +150,17 @@ CASES: dict[str, Case] = {
         "node:", None, None, ("unknown top-level field 'node'", "(did you mean 'nodes'?)")),
     "bad_graph_transport": Case(
         SOURCE + "transport: udp\n",
-        "transport: udp", None, None, ("transport must be one of ipc, tcp, got 'udp'",)),
+        "transport: udp", None, "transport", ("transport must be one of ipc, tcp, got 'udp'",)),
     "bad_base_port": Case(
         SOURCE + "base_port: 80\n",
-        "base_port: 80", None, None, ("base_port must be an integer in 1024..65000, got 80",)),
+        "base_port: 80", None, "base_port", ("base_port must be an integer in 1024..65000, got 80",)),
     "node_is_not_a_mapping": Case(
         g("""
         name: t
         nodes:
           - synthetic
         """),
-        ANY_LINE, None, None, ("node #1 must be a mapping with 'id' and 'uses'",)),
+        "nodes:", None, "nodes", ("node #1 must be a mapping with 'id' and 'uses'",)),
     # --- ids ---------------------------------------------------------------------------
     "node_without_id": Case(
         SOURCE + more("""
@@ -531,6 +553,213 @@ CASES: dict[str, Case] = {
     "set_without_param_name": Case(
         SOURCE, NO_LINE, None, None, ("'width=320'", "must look like ID.PARAM=VALUE"),
         overrides=("width=320",), file="--set"),
+    # --- the YAML itself: what the loader refuses -------------------------------------------
+    "duplicate_nodes_key": Case(
+        SOURCE + g("""
+        nodes:
+          - id: other
+            uses: synthetic
+        """),
+        ("nodes:", 2), None, "nodes", ("'nodes' is given twice (first on line 2)", "YAML would keep only the last")),
+    "duplicate_key_in_a_node": Case(
+        SOURCE + "    uses: passthrough\n",
+        "uses: passthrough", "source", "uses", ("'uses' is given twice (first on line 4)",)),
+    "duplicate_id_key_in_a_node": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            id: camera
+            uses: synthetic
+        """),
+        "id: camera", "source", "id", ("'id' is given twice (first on line 3)",)),
+    "duplicate_param_key": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              width: 64
+              width: 32
+        """),
+        "width: 32", "source", "params.width", ("'width' is given twice (first on line 6)",)),
+    "anchor_and_alias": Case(
+        g("""
+        name: &lol [lol, lol, lol, lol, lol, lol, lol, lol, lol]
+        description: *lol
+        nodes:
+          - id: source
+            uses: synthetic
+        """),
+        "name: &lol", None, None, ("YAML anchors and aliases (&name, *name) are not allowed",)),
+    "alias_bomb_in_a_param": Case(  # "billion laughs": 9 ** 9 strings once expanded
+        "name: t\nnodes:\n  - id: source\n    uses: synthetic\n    params:\n"
+        + "".join(f"      a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i else "lol"] * 9) + "]\n" for i in range(9))
+        + "      width: *a8\n",
+        "a0: &a0", None, None, ("YAML anchors and aliases",)),
+    "nesting_too_deep": Case(
+        SOURCE + "    params: {width: " + "[" * 20000 + "]" * 20000 + "}\n",
+        "params: {width: [[[", None, None, ("YAML nested more than 64 levels deep",)),
+    "integer_beyond_64_bits": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params:
+              width: 9223372036854775808
+        """),
+        "width: 92233", "source", "params.width", ("integer 9223372036854775808 is out of range",)),
+    "integer_of_five_thousand_digits": Case(
+        SOURCE + "    replicas: " + "9" * 5000 + "\n",
+        "replicas: 999", "source", "replicas", ("is out of range",)),
+    "unreadable_date": Case(
+        g("""
+        name: 2024-13-45
+        nodes:
+          - id: source
+            uses: synthetic
+        """),
+        "name: 2024-13-45", None, "name", ("cannot read '2024-13-45' as timestamp",)),
+    # --- names: matched whole, control characters refused ----------------------------------
+    "id_with_a_trailing_newline": Case(
+        g("""
+        name: t
+        nodes:
+          - id: "source\\n"
+            uses: synthetic
+        """),
+        'id: "source', None, "id", ("id 'source\\n' must start with a letter",)),
+    "machine_name_with_a_trailing_newline": Case(
+        'machines: ["edge\\n"]\n' + SOURCE,
+        "machines:", None, "machines", ("machine name 'edge\\n' must start with a letter",)),
+    "graph_name_with_a_control_character": Case(
+        g("""
+        name: "demo\\x1b[2J"
+        nodes:
+          - id: source
+            uses: synthetic
+        """),
+        "name: ", None, "name", ("name must be one line of text", "'demo\\x1b[2J'")),
+    "uses_with_a_control_character": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: "passthrough\\x00"
+            inputs: {frame: source/frame}
+        """),
+        'uses: "passthrough', "hop", "uses", ("must be a kind name or path/to/file.py:ClassName, got 'passthrough\\x00'",)),
+    # --- values that pass a type check yet cannot run ----------------------------------------
+    "nan_float_param": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params: {fps: .nan}
+        """),
+        "fps: .nan", "source", "params.fps", ("nan is not a finite number",)),
+    "infinite_float_param": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params: {fps: -.inf}
+        """),
+        "fps: -.inf", "source", "params.fps", ("-inf is not a finite number",)),
+    "params_given_as_zero": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+            params: 0
+        """),
+        "params: 0", "source", "params", ("params must be a mapping of name: value",)),
+    "inputs_given_as_an_empty_list": Case(
+        SOURCE + "    inputs: []\n",
+        "inputs: []", "source", "inputs", ("inputs must be a mapping of port: producer/port",)),
+    "two_nodes_on_one_port": Case(
+        g("""
+        name: t
+        transport: tcp
+        nodes:
+          - id: source
+            uses: synthetic
+            port: 6000
+          - id: sink
+            uses: null
+            inputs: {frame: source/frame}
+            port: 6000
+        """),
+        ("port: 6000", 2), "sink", "port", ("replica 0 would bind tcp port 6000, which node 'source' binds too",)),
+    "replica_ports_overlap": Case(
+        g("""
+        name: t
+        nodes:
+          - id: source
+            uses: synthetic
+          - id: hop
+            uses: passthrough
+            transport: tcp
+            replicas: 2
+            port: 6000
+            inputs: {frame: source/frame}
+          - id: sink
+            uses: null
+            transport: tcp
+            port: 6002
+            inputs: {frame: hop/frame}
+        """),
+        "port: 6002", "sink", "port", ("replica 0 would bind tcp port 6002, which node 'hop' binds too",)),
+    "port_on_an_automatic_port": Case(
+        g("""
+        name: t
+        transport: tcp
+        base_port: 6000
+        nodes:
+          - id: source
+            uses: synthetic
+          - id: sink
+            uses: null
+            port: 6001
+            inputs: {frame: source/frame}
+        """),
+        "port: 6001", "sink", "port", ("tcp port 6001, which node 'source' binds too",)),
+    # --- user node files that misbehave -----------------------------------------------------
+    "user_node_exits_at_import": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: exits.py:Thing
+            inputs: {frame: source/frame}
+        """),
+        "uses: exits.py:Thing", "hop", "uses", ("importing 'exits.py' failed: SystemExit: 0",),
+        files=(("exits.py", "raise SystemExit(0)\n"),)),
+    "user_node_interrupted_at_import": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: interrupts.py:Thing
+            inputs: {frame: source/frame}
+        """),
+        "uses: interrupts.py:Thing", "hop", "uses", ("importing 'interrupts.py' failed: KeyboardInterrupt",),
+        files=(("interrupts.py", "raise KeyboardInterrupt\n"),)),
+    "user_node_param_that_is_not_a_param": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: badparams.py:Bad
+            inputs: {frame: source/frame}
+        """),
+        "uses: badparams.py:Bad", "hop", "uses", ("class Bad: param 'x' must be declared as Param(default, ...), got int 5",),
+        files=(("badparams.py", BAD_PARAMS),)),
+    "user_node_without_process": Case(
+        SOURCE + more("""
+          - id: hop
+            uses: lazy.py:Lazy
+            inputs: {frame: source/frame}
+        """),
+        "uses: lazy.py:Lazy", "hop", "uses", ("class Lazy does not implement process(self, inputs, ctx)",),
+        files=(("lazy.py", NO_PROCESS),)),
 }
 
 
@@ -614,7 +843,8 @@ def test_there_are_at_least_twenty_distinct_malformed_cases():
 def test_yaml_syntax_error_names_its_line(tmp_path):
     err = reject(tmp_path, "yaml_syntax_error")
     assert err.line == 4
-    assert err.detail == "YAML syntax error: mapping values are not allowed here"
+    # libyaml says "... in this context", PyYAML's pure-Python parser "... here"
+    assert err.detail.startswith("YAML syntax error: mapping values are not allowed")
 
 
 def test_top_level_list_is_not_a_graph(tmp_path):
@@ -974,16 +1204,314 @@ def test_set_override_replaces_a_param_after_checking_it(tmp_path):
     assert spec.nodes["source"].params["fps"] == 2.5
 
 
-def test_user_node_file_resolves_relative_to_the_graph_file(tmp_path):
+def test_user_node_file_resolves_relative_to_the_graph_file(tmp_path, monkeypatch):
     (tmp_path / "lib").mkdir()
     (tmp_path / "graphs").mkdir()
     (tmp_path / "lib" / "mynode.py").write_text(MYNODE)
     path = tmp_path / "graphs" / "graph.yaml"
     path.write_text(SOURCE + "  - id: mine\n    uses: ../lib/mynode.py:MyNode\n    params: {gain: 2}\n"
                     "    inputs: {frame: source/frame}\n")
+    monkeypatch.chdir(tmp_path)  # run from the project's folder, which holds both graphs/ and lib/
     spec = load_graph(path)
     assert spec.nodes["mine"].kind.__name__ == "MyNode"
     assert spec.nodes["mine"].params == {"gain": 2.0}
+
+
+# --- malformed files: the loader's limits (one line each, fast, small) ----------------------------
+
+def check_in_process(*args) -> tuple[int, str, str]:
+    """`runner.py check ARGS` through the CLI's main in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from posegraph.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["check", *map(str, args)])
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_error_line(code: int, out: str, err: str) -> str:
+    assert code == 2, (out, err)
+    assert out == ""
+    assert err.endswith("\n") and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    return err.rstrip("\n")
+
+
+def test_a_second_nodes_key_is_refused_instead_of_replacing_the_first(tmp_path):
+    err = reject(tmp_path, "duplicate_nodes_key")
+    assert (err.line, err.field) == (6, "nodes")
+    assert err.detail == "'nodes' is given twice (first on line 2); YAML would keep only the last"
+
+
+def test_a_key_given_twice_in_a_node_names_the_node_and_field(tmp_path):
+    err = reject(tmp_path, "duplicate_param_key")
+    assert str(err) == f"{err.file}:7: node 'source' field 'params.width': 'width' is given twice (first on line 6); YAML would keep only the last"
+
+
+def test_an_id_with_a_trailing_newline_is_refused(tmp_path):
+    err = reject(tmp_path, "id_with_a_trailing_newline")
+    assert err.detail == r"id 'source\n' must start with a letter and hold only letters, digits, '_' or '-'"
+    assert "\n" not in str(err)
+
+
+@pytest.mark.parametrize("key", ["anchor_and_alias", "alias_bomb_in_a_param"])
+def test_aliases_are_refused_before_anything_expands(tmp_path, key):
+    import time
+
+    started = time.monotonic()
+    err = reject(tmp_path, key)
+    assert time.monotonic() - started < 5
+    assert err.detail == "YAML anchors and aliases (&name, *name) are not allowed in a graph file; write the value out"
+
+
+def test_twenty_thousand_levels_of_nesting_is_one_line_not_a_recursion_error(tmp_path):
+    err = reject(tmp_path, "nesting_too_deep")
+    assert err.detail == "YAML nested more than 64 levels deep"
+    path = tmp_path / "block.yaml"  # block style, one level per line
+    path.write_text("name: t\nnodes:\n" + "".join("  " * i + "- \n" for i in range(300)))
+    with pytest.raises(SpecError, match="nested more than 64 levels"):
+        load_graph(path)
+
+
+def test_an_integer_beyond_64_bits_is_refused_where_it_is_written(tmp_path):
+    assert reject(tmp_path, "integer_beyond_64_bits").line == 6
+    err = reject(tmp_path, "integer_of_five_thousand_digits")
+    assert len(str(err)) < 400
+
+
+def test_more_values_than_a_graph_could_hold_are_refused(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text("name: t\nnodes: [" + ", ".join(["1"] * 60_000) + "]\n")
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert info.value.detail == "more than 50000 YAML values; a graph file this large is not a graph"
+
+
+def test_a_graph_file_over_one_megabyte_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE + "#" * 1_000_001 + "\n")
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    assert info.value.detail == "graph file is larger than 1000000 bytes; a graph file is a page of YAML"
+
+
+@pytest.mark.parametrize("what", ["directory", "fifo", "dev_zero"])
+def test_a_graph_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, what):
+    import os
+
+    if what == "directory":
+        path, kind = tmp_path, "a directory"
+    elif what == "fifo":
+        path, kind = tmp_path / "graph.yaml", "a FIFO"
+        os.mkfifo(path)  # opened for reading, it would block until a writer comes
+    else:
+        path, kind = Path("/dev/zero"), "a character device"
+        if not path.exists():
+            pytest.skip("no /dev/zero here")
+    line = one_error_line(*check_in_process(path))
+    assert line == f"error: {path}: cannot read graph file: it is {kind}, not a regular file"
+
+
+def test_a_huge_value_is_cut_short_in_the_error(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE + '    queue: {}\n' + "" if False else SOURCE.replace("width: 64", "width: '" + "x\\n" * 300_000 + "'"))
+    line = one_error_line(*check_in_process(path))
+    assert "field 'params.width': expected int, got str 'x\\\\nx\\\\n" in line
+    assert len(line) < len(str(path)) + 250
+
+
+def test_a_set_value_with_aliases_is_plain_text_not_a_bomb(tmp_path):
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE)
+    bomb = "[&a [1, 1, 1, 1, 1, 1, 1, 1, 1], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], [*b, *b, *b, *b, *b, *b, *b, *b, *b]]"
+    with pytest.raises(SpecError) as info:
+        load_graph(path, [f"source.width={bomb}"])
+    assert info.value.detail.startswith("expected int, got str '[&a [1,")
+    assert len(info.value.detail) < 200
+
+
+# --- params: nan and inf, numbers a float cannot hold, checks that fail -------------------------
+
+def test_a_float_param_refuses_nan_and_inf_unless_its_param_allows_them():
+    import math
+
+    from posegraph import Param
+
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="is not a finite number"):
+            Param(1.0, min=0.0, max=10.0).coerce(value)
+    assert math.isnan(Param(1.0, finite=False).coerce(math.nan))
+    with pytest.raises(ValueError, match="too large for a float"):
+        Param(1.0).coerce(10 ** 400)
+
+
+def test_a_param_check_that_raises_is_a_param_error_not_a_traceback():
+    from posegraph import Node, Param
+    from posegraph.node import ParamError, check_param
+
+    class Picky(Node):
+        PARAMS = {"path": Param("", check=lambda value: value.nope)}
+
+    with pytest.raises(ParamError, match="'x' was refused: AttributeError"):
+        check_param(Picky, "path", "x")
+
+
+# --- kinds: what a class must declare --------------------------------------------------------
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"INPUTS": ["frame"]}, "class K: INPUTS must be a dict {port: description}, got list ['frame']"),
+    ({"OUTPUTS": {"two words": ""}}, "class K: OUTPUTS port 'two words' must be a name of letters, digits, '_' or '-'"),
+    ({"OUTPUTS": {"frame\n": ""}}, "class K: OUTPUTS port 'frame\\n' must be a name of letters, digits, '_' or '-'"),
+    ({"PARAMS": [1]}, "class K: PARAMS must be a dict {name: Param(...)}, got list [1]"),
+    ({"PARAMS": {"x": 5}}, "class K: param 'x' must be declared as Param(default, ...), got int 5"),
+    ({"OPTIONAL_INPUTS": {"nope"}}, "class K: OPTIONAL_INPUTS must be a set of its INPUTS ports, got {'nope'}"),
+    ({"STATEFUL": "yes"}, "class K: STATEFUL must be True or False, got 'yes'"),
+    ({"KEYS": 5}, "class K: KEYS must be None or a posegraph.Keys (split and merge), got 5"),
+    ({"KEY_TIMEOUT": 0}, "class K: KEY_TIMEOUT must be a whole number of frames, 1 or more, got 0"),
+    ({"process": None}, "class K does not implement process(self, inputs, ctx)"),
+])
+def test_malformed_kind_declarations_are_one_kind_error(attrs, message):
+    from posegraph import Node
+    from posegraph.kinds import KindError, check_declarations
+
+    base = {"INPUTS": {"frame": ""}, "OUTPUTS": {"frame": ""}, "process": lambda self, inputs, ctx: {}}
+    kind = type("K", (Node,), {**base, **attrs})
+    if attrs.get("process", 1) is None:
+        del kind.process  # inherits Node.process, which only raises NotImplementedError
+    with pytest.raises(KindError) as info:
+        check_declarations(kind)
+    assert str(info.value) == message
+
+
+# --- every field, every wrong type ------------------------------------------------------------
+
+NODE_LEVEL = "nodes:\n  - id: source\n    uses: synthetic\n  - id: hop\n    uses: passthrough\n    inputs: {frame: source/frame}\n"
+
+WRONG_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
+    # (level, field): YAML texts of values the field must refuse
+    ("graph", "name"): ("5", "1.5", "[1]", "{}", "{a: 1}", "true", ".nan", "''", '"a\\nb"', "'" + "n" * 201 + "'"),
+    ("graph", "description"): ("5", "1.5", "[1]", "{}", "true"),
+    ("graph", "nodes"): ("5", "x", "[1]", "{}", "{a: 1}", "true", "~", "[]", "[[]]", "[~]"),
+    ("graph", "transport"): ("5", "x", "[1]", "{}", "true", "~"),
+    ("graph", "host"): ("5", "[1]", "{}", "true", "~", "''", "'a b'", '"a\\n"'),
+    ("graph", "base_port"): ("5", "-1", "1.5", "x", "[1]", "{}", "true", "~", "70000", "9223372036854775807"),
+    ("graph", "machines"): ("5", "x", "[1]", "{}", "true", "[]", "[a.b]", "[a, a]", "[[a]]"),
+    ("graph", "security"): ("5", "x", "[1]", "{}", "{a: 1}", "true", "{curve: 5}", "{curve: ''}", '{curve: "a\\0b"}'),
+    ("node", "id"): ("5", "x y", "[1]", "{}", "true", "~", "2a", '"a\\n"', "'" + "a" * 65 + "'"),
+    ("node", "uses"): ("5", "[1]", "{}", "true", "''", "x", "x.py:X", '"x\\0y.py:X"'),
+    ("node", "params"): ("5", "x", "[1]", "true", "0", "''", "[]", "{a: 1}"),
+    ("node", "inputs"): ("5", "x", "[1]", "true", "0", "''", "[]", "{a: 1}", "{frame: 5}", "{frame: [1]}", "{frame: []}"),
+    ("node", "queue"): ("5", "x", "[1]", "true", "3", "0", "[]", "{a: 1}", "{frame: 3}", "{frame: {size: x}}"),
+    ("node", "replicas"): ("0", "-1", "1.5", "x", "[1]", "{}", "true", "~", "65", "9223372036854775807", ".nan"),
+    ("node", "restart"): ("5", "x", "[1]", "{}", "true", "~"),
+    ("node", "max_restarts"): ("-1", "1.5", "x", "[1]", "{}", "true", "~", "101"),
+    ("node", "transport"): ("5", "x", "[1]", "{}", "true", "~"),
+    ("node", "port"): ("5", "-1", "1.5", "x", "[1]", "{}", "true", "70000"),
+    ("node", "cpus"): ("a", "5", "[]", "[1.5]", "[a]", "{}", "true", "[9999]", "[true]"),
+    ("node", "cpus_shared"): ("5", "x", "[1]", "{}", "~"),
+    ("node", "machine"): ("{}", "[1]", "5", "x", "true"),
+}
+WRONG_TYPE_CASES = [(level, name, value) for (level, name), values in WRONG_TYPES.items() for value in values]
+
+
+def wrong_type_graph(level: str, name: str, value: str) -> str:
+    """A small valid graph with `name` set to `value` at the graph's or the second node's level."""
+    if level == "graph":
+        if name == "nodes":
+            return f"nodes: {value}\n"
+        return f"{name}: {value}\n" + NODE_LEVEL
+    lines = NODE_LEVEL.splitlines()
+    own = [i for i, line in enumerate(lines) if i >= 3 and line.strip().lstrip("- ").startswith(f"{name}:")]
+    if own:
+        lines[own[0]] = lines[own[0]].split(f"{name}:")[0] + f"{name}: {value}"
+    else:
+        lines.append(f"    {name}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_wrong_type_table_covers_every_field():
+    from posegraph.spec import GRAPH_FIELDS, NODE_FIELDS
+
+    assert {n for level, n in WRONG_TYPES if level == "graph"} == GRAPH_FIELDS
+    assert {n for level, n in WRONG_TYPES if level == "node"} == NODE_FIELDS
+    assert len(WRONG_TYPE_CASES) >= 150
+
+
+def test_every_field_with_every_wrong_type_is_one_line_and_exit_2(tmp_path):
+    """Fault 8: each field of the graph and of a node, given each value of the wrong type,
+    is refused with exit 2 and one line naming that field (in-process, through the CLI)."""
+    import time
+
+    path = tmp_path / "graph.yaml"
+    path.write_text(wrong_type_graph("graph", "description", "'a valid graph'"))
+    assert check_in_process(path)[0] == 0
+    for level, name, value in WRONG_TYPE_CASES:
+        path.write_text(wrong_type_graph(level, name, value))
+        started = time.monotonic()
+        code, out, err = check_in_process(path)
+        assert time.monotonic() - started < 5, (name, value)
+        line = one_error_line(code, out, err)
+        assert line.startswith(f"error: {path}:"), (name, value, line)
+        assert f"field '{name}" in line, (name, value, line)
+        if level == "node" and name != "id":
+            assert "node 'hop'" in line, (name, value, line)
+
+
+# --- user node files: where they may be, how often they are imported ----------------------------
+
+COUNTING = MYNODE + """
+import os
+
+with open(os.path.join(os.path.dirname(__file__), "imports.log"), "a") as log:
+    log.write("imported\\n")
+"""
+
+
+def test_a_node_file_outside_the_graph_folder_and_cwd_is_refused_before_it_runs(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "lib" / "mynode.py").write_text(COUNTING)
+    path = tmp_path / "graphs" / "graph.yaml"
+    path.write_text(SOURCE + "  - id: mine\n    uses: ../lib/mynode.py:MyNode\n    inputs: {frame: source/frame}\n")
+    monkeypatch.chdir(tmp_path / "graphs")
+    with pytest.raises(SpecError) as info:
+        load_graph(path)
+    err = info.value
+    assert (err.line, err.node, err.field) == (7, "mine", "uses")
+    assert err.detail == (f"node file {tmp_path / 'lib' / 'mynode.py'} is outside the graph file's folder and the current "
+                          "directory; node files are code that check and run import: pass --allow-outside to use it")
+    assert not (tmp_path / "lib" / "imports.log").exists()  # refused without running it
+    assert load_graph(path, allow_outside=True).nodes["mine"].kind.__name__ == "MyNode"
+    line = one_error_line(*check_in_process(path))
+    assert "pass --allow-outside" in line
+    code, out, err_text = check_in_process(path, "--allow-outside")
+    assert (code, out, err_text) == (0, f"{path}: ok (2 nodes, 2 processes)\n", "")
+    assert (tmp_path / "lib" / "imports.log").read_text() == "imported\n"
+
+
+def test_a_node_file_is_imported_once_however_often_and_however_it_is_named(tmp_path):
+    (tmp_path / "mynode.py").write_text(COUNTING)
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE + "".join(f"  - id: mine{i}\n    uses: {uses}:MyNode\n    inputs: {{frame: source/frame}}\n"
+                                     for i, uses in enumerate(["mynode.py", "./mynode.py", str(tmp_path / "mynode.py"),
+                                                               f"../{tmp_path.name}/mynode.py"])))
+    spec = load_graph(path)
+    assert len({spec.nodes[f"mine{i}"].kind for i in range(4)}) == 1
+    load_graph(path)
+    assert (tmp_path / "imports.log").read_text() == "imported\n"
+
+
+def test_no_node_file_runs_while_another_node_has_a_mistake(tmp_path):
+    (tmp_path / "mynode.py").write_text(COUNTING)
+    path = tmp_path / "graph.yaml"
+    path.write_text(SOURCE + "  - id: mine\n    uses: mynode.py:MyNode\n    inputs: {frame: source/frame}\n"
+                    "  - id: sink\n    uses: null\n    inputs: {frame: mine/frame}\n    replicas: 0\n")
+    with pytest.raises(SpecError, match="replicas must be an integer"):
+        load_graph(path)
+    assert not (tmp_path / "imports.log").exists()
 
 
 # --- through the real CLI -----------------------------------------------------------------------

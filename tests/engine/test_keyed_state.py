@@ -76,3 +76,51 @@ nodes:
                                           (2, {"1": [3, 3], "2": [20, 3]}), (3, {"1": [3, 4], "2": [20, 4]}),
                                           (4, {"1": [3, 5], "2": [30, 5]})]
     assert sorted(by_stream["cam_b"]) == [(0, {"1": [100, 1]}), (1, {"1": [200, 2]})]
+
+
+def test_a_restarted_instance_resumes_with_the_keyed_state_kept_at_the_last_finished_seq(tmp_path):
+    """posegraph.runtime.checkpoints: the state after the last seq below the mark is what a
+    new instance gets back, per stream; what the node holds itself is referred to, not copied."""
+    from posegraph.keyed import KeyedState
+    from posegraph.runtime.checkpoints import Checkpoints
+
+    first = user.RunningTotal({})
+    first.lookup = {"big": list(range(100_000))}  # something the node holds, that states may refer to
+    keyed = KeyedState(first)
+    kept = Checkpoints(str(tmp_path / "node.0.state"), keyed)
+
+    class Ctx:
+        state = key = None
+        stream = 0
+
+    for seq, value in enumerate([5, 1, 10, 100]):
+        Ctx.seq = seq
+        keyed.call({"items": {"items": {"1": value}}}, Ctx)
+        keyed.states[0, 1].lookup = first.lookup
+        kept.take(0, seq)
+    kept.commit(0, 3)  # seqs 0..2 finished downstream; seq 3 is still in flight
+    assert len(kept.taken[0]) == 1 and (tmp_path / "node.0.state.0.ckpt").stat().st_size < 1000
+
+    second = user.RunningTotal({})
+    second.lookup = {"big": []}
+    again = KeyedState(second)
+    assert Checkpoints(str(tmp_path / "node.0.state"), again).restore(0) == 3
+    state = again.states[0, 1]
+    assert (state.sum, state.calls) == (16, 3) and state.lookup is second.lookup
+    assert Checkpoints(str(tmp_path / "node.0.state"), again).restore(1) is None  # nothing kept for stream 1
+
+
+def test_a_state_that_cannot_be_pickled_is_not_kept_and_nothing_fails(tmp_path):
+    from posegraph.keyed import KeyedState
+    from posegraph.runtime.checkpoints import Checkpoints
+
+    node = user.RunningTotal({})
+    keyed = KeyedState(node)
+    keyed.states[0, 1] = open(tmp_path / "a file", "w")  # a state holding an open file
+    said = []
+    kept = Checkpoints(str(tmp_path / "node.0.state"), keyed, log=lambda message, level: said.append(message))
+    kept.take(0, 0)
+    kept.commit(0, 1)
+    keyed.states[0, 1].close()
+    assert not kept.enabled and said and "not kept across a restart" in said[0]
+    assert not list(tmp_path.glob("*.ckpt")) and kept.restore(0) is None

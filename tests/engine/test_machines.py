@@ -4,6 +4,7 @@ Here the three machines are three loopback addresses of this computer (127.0.0.1
 every link between machines is a real tcp connection between separate runners; the
 network-namespace tests (test_multi_host.py) do the same across real network stacks.
 """
+import os
 import subprocess
 import sys
 import time
@@ -113,6 +114,20 @@ def test_an_inventory_entry_for_an_unknown_machine_is_refused(tmp_path):
     code, errors = _run_error(graph, "--machine", "edge", "--hosts", hosts)
     assert code == 2
     assert errors == [f"error: {hosts}: field 'gpu2': machine 'gpu2' is not in the graph; its machines: edge, gpu, sink"]
+
+
+def test_a_hosts_file_is_read_with_the_graph_loaders_rules(tmp_path):
+    """No aliases (a few lines that expand to gigabytes), no key given twice, no FIFO."""
+    graph = spread_graph(tmp_path, 47580)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["x", "x"]\nb: &b [*a, *a]\nedge: 127.0.0.1\n')
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("edge: 127.0.0.1\ngpu: 127.0.0.2\nedge: 127.0.0.3\n")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    for hosts, says in ((bomb, "anchors and aliases"), (twice, "'edge' is given twice"), (fifo, "not a regular file")):
+        code, errors = _run_error(graph, "--machine", "edge", "--hosts", hosts)
+        assert code == 2 and len(errors) == 1 and str(hosts) in errors[0] and says in errors[0], errors
 
 
 def test_a_graph_node_on_an_undeclared_machine_is_refused(tmp_path):

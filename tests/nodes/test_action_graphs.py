@@ -20,7 +20,7 @@ def run_video_graph(tmp_path, classifier):
     rows = [json.loads(line) for line in records.read_text().splitlines()]
     assert [r["seq"] for r in rows] == list(range(65))
     metrics = json.loads((tmp_path / "m.json").read_text())["nodes"]
-    assert metrics[classifier]["rss_mb"] < 200  # no TensorFlow in the classifier's process
+    assert metrics[classifier]["rss_mb"] < 300  # no TensorFlow (about 570 MB alone) in the classifier's process; DTW's numba JIT takes 150-210 MB
     return rows
 
 

@@ -183,3 +183,23 @@ def test_a_capture_killed_mid_file_resumes_at_the_frame_the_stream_reached(graph
     assert "resuming at frame" in run.stderr
     reference = clip_frames()
     assert [(f["left"], f["right"]) for f in frames] == [halves(r) for r in reference]
+
+
+@pytest.mark.parametrize("size, params, field, message", [
+    ((1, 1), {}, "params.source", "video file 'SOURCE' has frames of 1x1 pixels, too small to hold a person; "
+                                  "frames must be at least 2x2 pixels (width x height)"),
+    ((64, 48), {"width": 1}, "params.width", "width 1 and height 0 resize the 64x48 frames of 'SOURCE' to 1x1 pixels, "
+                                             "too small to hold a person; frames must be at least 2x2 pixels (width x height)"),
+])
+def test_frames_too_small_to_hold_a_person_stop_the_graph_saying_so(graph_run, tmp_path, size, params, field, message):
+    """A 1x1 video used to run, and render said its frames were not `H x W x 3`, which
+    they were; the fault is their size, and capture says so at open."""
+    path = tmp_path / "tiny.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    for i in range(10):
+        writer.write(np.full((size[1], size[0], 3), 20 * i, np.uint8))
+    writer.release()
+    run, code, frames = run_capture(graph_run, {"source": str(path), **params})
+    assert code == 1 and frames == []
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: node 'camera' field '{field}': {message.replace('SOURCE', str(path))}"]

@@ -578,3 +578,12 @@ nodes:
 """)
     code = run.wait(timeout=60)
     assert code == 0, run.stderr
+
+
+def test_an_image_too_small_is_said_to_be_too_small_not_of_the_wrong_shape():
+    import numpy as np
+    from posegraph.pose.drawing import image_problem
+
+    assert image_problem(np.zeros((1, 1, 3), np.uint8)) == \
+        "a frame image of 1x1 pixels (width x height) is too small: at least 2x2"
+    assert "H x W" in image_problem(np.zeros((4, 4, 5), np.uint8)) and image_problem(np.zeros((2, 2, 3), np.uint8)) is None

@@ -218,7 +218,22 @@ def test_embed_node_skips_custom_layout_without_coco_names():
 
 
 # ----- DTW and LSTM ------------------------------------------------------------------------
-def dtw_node(templates="models/dtw_exercises.npz"):
+@pytest.fixture(scope="module")
+def angles_templates(tmp_path_factory):
+    """DTW templates of the 9 BlazePose-33 joint angles (work on any layout with those
+    joints) from the clip: its squats in 30-frame pieces, and the first frame held still."""
+    from posegraph.pose.dtw import record_templates_from_sequences
+
+    clips = [types.SimpleNamespace(label="squat", clip_id=f"squat{i}", layout="blazepose33", points=POINTS[i:i + 30],
+                                   fps=30.0) for i in (0, 15, 30)]
+    clips.append(types.SimpleNamespace(label="stand", clip_id="stand", layout="blazepose33",
+                                       points=np.repeat(POINTS[:1], 30, 0), fps=30.0))
+    path = tmp_path_factory.mktemp("dtw") / "angles.npz"
+    record_templates_from_sequences(clips, "angles").save(path)
+    return path
+
+
+def dtw_node(templates):
     """(the dtw kind, its params) for `feed`."""
     from posegraph.nodes.dtw import Dtw
 
@@ -226,18 +241,18 @@ def dtw_node(templates="models/dtw_exercises.npz"):
                  "min_frames": 15}
 
 
-def test_dtw_node_skips_a_custom_layout_with_fewer_angles_than_the_templates():
+def test_dtw_node_skips_a_custom_layout_with_fewer_angles_than_the_templates(angles_templates):
     from posegraph.pose.dtw import feature_size, features
 
     layout = lm.custom_layout(UPPER)
     assert feature_size("angles", layout) == 2 and feature_size("angles") == 9
     assert features(subset(UPPER), layout, "angles").shape == (FRAMES, 2)
-    outs, node = feed(*dtw_node(), [packet(UPPER, i) for i in range(FRAMES)])
+    outs, node = feed(*dtw_node(angles_templates), [packet(UPPER, i) for i in range(FRAMES)])
     assert all(o == {} for o in outs) and node.counters == {"wrong_layout": FRAMES}
     assert len(node.logs) == 1 and "hold 9 angles features" in node.logs[0] and "gives 2" in node.logs[0]
     # every COCO-17 point, in any order: the same answers as the COCO-17 packets
-    custom, _ = feed(*dtw_node(), [packet(SHUFFLED_COCO, i) for i in range(FRAMES)])
-    coco, _ = feed(*dtw_node(), [coco_packet(i) for i in range(FRAMES)])
+    custom, _ = feed(*dtw_node(angles_templates), [packet(SHUFFLED_COCO, i) for i in range(FRAMES)])
+    coco, _ = feed(*dtw_node(angles_templates), [coco_packet(i) for i in range(FRAMES)])
     assert sum(bool(o) for o in coco) == FRAMES - 14
     for a, b in zip(custom, coco):
         assert a.keys() == b.keys()
