@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run, check or draw a PoseGraph graph: see `python runner.py --help`."""
+"""Run, check or draw a PoseGraph graph, or run an installed command: see `python runner.py --help`
+(the same command line as `posegraph` and `python -m posegraph`)."""
 import os
 import signal
 import sys

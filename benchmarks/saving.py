@@ -1,7 +1,7 @@
 """Where a benchmark writes its results: out/ by default, benchmarks/ with --save.
 
 The machines are shared and noisy, so a run is a measurement, not a record: only a run
-asked to save (`--save`) replaces the results README quotes.
+asked to save (`--save`) replaces the results docs/benchmarks.md and docs/accuracy.md quote.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ SCRATCH = ROOT / "out"
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    """--json FILE (default out/NAME) and --save (benchmarks/NAME, the results README quotes)."""
+    """--json FILE (default out/NAME) and --save (benchmarks/NAME, the results docs/benchmarks.md and docs/accuracy.md quote)."""
     parser.add_argument("--json", default=None, metavar="FILE", help=f"where to write the results (default out/{name})")
-    parser.add_argument("--save", action="store_true", help=f"write benchmarks/{name}, the results README quotes")
+    parser.add_argument("--save", action="store_true", help=f"write benchmarks/{name}, the results docs/benchmarks.md and docs/accuracy.md quote")
 
 
 def path(args: argparse.Namespace, name: str) -> Path:

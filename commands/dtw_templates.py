@@ -104,7 +104,7 @@ def _has_display() -> bool:
 
 
 def sequence_from_webcam(index: int, label: str, countdown: float, seconds: float, complexity: int):
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose
     from posegraph.pose.sequences import Sequence
 
     cv2, cap = open_camera(index)

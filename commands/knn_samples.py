@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     classes = sorted({c for c, _ in images})
     out.print(f"{len(images)} images in {len(classes)} classes: {', '.join(classes)}")
     try:
-        from posegraph.pose.backends.blazepose import BlazePose
+        from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose
 
         detector = BlazePose(static_image_mode=True, model_complexity=args.complexity)
     except Exception as exc:  # a missing model or mediapipe: one line, not a traceback

@@ -22,7 +22,7 @@ the process; `keras` loads model.keras with TensorFlow (slower to start, ~1 GB m
 from __future__ import annotations
 
 from posegraph.pose.actions import ActionClassifier, ModelDirError, packet_points
-from posegraph.pose.paths import resolve_path
+from posegraph.pose.paths import find_path
 from posegraph.pose.people import BY_PERSON
 
 from posegraph import Node, NodeOpenError, Param
@@ -34,12 +34,13 @@ class _ActionKind(Node):
     INPUTS = {"landmarks": "landmarks packet (posegraph/pose/packets.py), one or several people; None when no person"}
     OUTPUTS = {"votes": "{'votes': {class: probability}, 'label': str (or 'unknown'), 'distance': float}, per person; "
                         "None until it answers (see the module doc)"}
+    PORT_TYPES = {"in:landmarks": "landmarks", "out:votes": "votes"}
     KEYS = BY_PERSON
 
     def open(self, ctx):
         try:
-            self.model = ActionClassifier(resolve_path(self.params["model"]), self.params["backend"])
-        except ModelDirError as exc:
+            self.model = ActionClassifier(find_path(self.params["model"], ctx.graph_file), self.params["backend"])
+        except (ModelDirError, FileNotFoundError) as exc:
             raise NodeOpenError(str(exc), field="params.model") from None
 
     def new_state(self):
@@ -69,7 +70,7 @@ class _ActionKind(Node):
 def _params(default_model: str, command: str) -> dict:
     return {
         "model": Param(default_model, help=f"model directory written by `posegraph {command}` (relative: from the "
-                                           "current directory, else the project root)"),
+                                           "current directory, the graph file's folder, else the package)"),
         "backend": Param("tflite", choices=("tflite", "keras"), help="tflite: ai_edge_litert, no TensorFlow; keras: model.keras"),
         "min_frames": Param(8, min=1, help="answer once this many frames were seen, filling the window until it is full"),
     }

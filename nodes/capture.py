@@ -12,15 +12,18 @@ import time
 
 import numpy as np
 from posegraph.pose.media import Frames, SourceError
+from posegraph.pose.paths import resolve_path
 
 from posegraph import EndOfStream, Node, NodeOpenError, Param
 
 
 class Capture(Node):
     OUTPUTS = {"frame": "{'image': uint8 HxWx3 BGR, 'pts_ms': source timestamp, 'index': frame number}"}
+    PORT_TYPES = {"out:frame": "frame"}
     PARAMS = {
         "source": Param(0, type=(int, str), help="webcam index, video file, folder of images, or rtsp/http URL"),
-        "fps": Param(0.0, min=0.0, max=1000.0, help="target frames per second; 0: as fast as the graph takes them (files) or the device's rate"),
+        "fps": Param(0.0, min=0.0, max=1000.0, help="target frames per second; 0: as fast as the graph takes them (files) or the device's rate. "
+                                                     "A file paced at fps > 0 is live: a `latest` queue may drop its stale frames"),
         "width": Param(0, min=0, max=7680, help="resize to this width (0 keeps; with height 0 the aspect is kept)"),
         "height": Param(0, min=0, max=4320, help="resize to this height (0 keeps; with width 0 the aspect is kept)"),
         "flip": Param(False, help="mirror horizontally (selfie view)"),
@@ -32,12 +35,18 @@ class Capture(Node):
 
     def open(self, ctx):
         p = self.params
+        source = p["source"]
+        if isinstance(source, str) and not source.isdigit() and "://" not in source:
+            found = resolve_path(source, ctx.graph_file)  # here, beside the graph, or the bundled clip
+            source = str(found) if found.exists() else source
         try:
-            self.frames = Frames(p["source"], p["fps"], p["width"], p["height"], p["flip"], p["skip"], p["loop"],
+            self.frames = Frames(source, p["fps"], p["width"], p["height"], p["flip"], p["skip"], p["loop"],
                                  p["timeout_ms"])
         except SourceError as exc:
-            hint = f"; to run this graph on a file: --set {ctx.node_id}.source=path/to/video.mp4" if exc.kind == "camera" else ""
+            hint = (f"; to run this graph on a file (every frame kept): --set {ctx.node_id}.source=path/to/video.mp4, "
+                    "or: posegraph run path/to/video.mp4") if exc.kind == "camera" else ""
             raise NodeOpenError(f"{exc}{hint}" if exc.param == "source" else str(exc), field=f"params.{exc.param}") from None
+        ctx.live = self.frames.live  # a file's frames are all kept; a camera's stale ones may be dropped
         self.started = False
 
     def process(self, inputs, ctx):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from posegraph.pose.dtw import DEFAULT_TEMPLATES, DtwClassifier, Templates, TemplatesError
-from posegraph.pose.paths import resolve_path
+from posegraph.pose.paths import find_path
 from posegraph.pose.people import BY_PERSON
 
 from posegraph import Node, NodeOpenError, Param
@@ -21,8 +21,9 @@ class Dtw(Node):
     INPUTS = {"landmarks": "landmarks packet (posegraph/pose/packets.py), one or several people; None when no person"}
     OUTPUTS = {"votes": "{'votes': {class: fraction of the batch} or {'unknown': 1.0}, 'label': class or 'unknown', "
                         "'distance': best normalised DTW distance}, per person; None before min_frames frames with a person"}
+    PORT_TYPES = {"in:landmarks": "landmarks", "out:votes": "votes"}
     PARAMS = {
-        "templates": Param(DEFAULT_TEMPLATES, help="templates .npz (runner.py dtw-templates); relative: from the current directory, else the project root"),
+        "templates": Param(DEFAULT_TEMPLATES, help="templates .npz (runner.py dtw-templates); relative: from the current directory, the graph file's folder, else the package"),
         "window": Param(45, min=2, max=10000, help="query length in frames (the last N frames)"),
         "every": Param(5, min=1, max=10000, help="classify every N frames; the frames between repeat the last answer"),
         "batch": Param(4, min=1, max=1000, help="closest templates that vote; the closest one's class wins if it has at least half"),
@@ -37,9 +38,9 @@ class Dtw(Node):
         p = self.params
         try:
             threshold = None if p["threshold"] == 0 else p["threshold"]  # None: the file's; below 0: off
-            self.dtw = DtwClassifier(Templates.load(resolve_path(p["templates"])), p["window"], p["every"], p["batch"],
-                                     p["band"], threshold, p["min_frames"], name=p["templates"])
-        except TemplatesError as exc:
+            self.dtw = DtwClassifier(Templates.load(find_path(p["templates"], ctx.graph_file)), p["window"], p["every"],
+                                     p["batch"], p["band"], threshold, p["min_frames"], name=p["templates"])
+        except (TemplatesError, FileNotFoundError) as exc:
             raise NodeOpenError(str(exc), field="params.templates") from None
         self.dtw.warm_up()
 

@@ -20,6 +20,7 @@ class Embed(Node):
     INPUTS = {"landmarks": "landmarks packet (posegraph/pose/packets.py), one or several people; None when no person"}
     OUTPUTS = {"features": "{'vector': float32, 'kind': str, mlkit and body: 'embedding' and 'mirrored' float32 23 x 3}, "
                            "per person"}
+    PORT_TYPES = {"in:landmarks": "landmarks", "out:features": "features"}
     PARAMS = {"kind": Param("mlkit", choices=FEATURE_KINDS,
                             help="mlkit: ML Kit embedding (for knn; blazepose33 or coco17); body: the same pair vectors of the "
                                  "world landmarks in the body frame (for knn samples of kind body; BlazePose only); angles: "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from posegraph.pose.knn import BUNDLED_SAMPLES, KnnClassifier, SamplesError
-from posegraph.pose.paths import resolve_path
+from posegraph.pose.paths import find_path
 from posegraph.pose.people import BY_PERSON
 
 from posegraph import Node, NodeOpenError, Param
@@ -25,9 +25,10 @@ class Knn(Node):
     INPUTS = {"features": "features packet of embed (the samples' kind), one or several people; None when no person"}
     OUTPUTS = {"votes": "{'votes': {class: count among the top_n_by_mean}} (samples with a sidecar also 'label': the "
                         "answer or 'unknown', 'distance': neighbour distance), per person; None when no person"}
+    PORT_TYPES = {"in:features": "features", "out:votes": "votes"}
     PARAMS = {
         "samples": Param(BUNDLED_SAMPLES, help="samples CSV (ML Kit's, or from runner.py knn-samples, with its .json sidecar); "
-                                               "relative paths: from the current directory, else the project root"),
+                                               "relative paths: from the current directory, the graph file's folder, else the package"),
         "top_n_by_max": Param(30, min=1, help="samples kept by the max-distance stage"),
         "top_n_by_mean": Param(10, min=1, help="samples kept by the mean-distance stage (the votes)"),
         "threshold": Param(0.0, min=-1.0, help="neighbour distance above which the answer is 'unknown'; 0: the samples' "
@@ -38,9 +39,9 @@ class Knn(Node):
     def open(self, ctx):
         p = self.params
         try:
-            self.classifier = KnnClassifier(resolve_path(p["samples"]), p["top_n_by_max"], p["top_n_by_mean"],
+            self.classifier = KnnClassifier(find_path(p["samples"], ctx.graph_file), p["top_n_by_max"], p["top_n_by_mean"],
                                             threshold=None if p["threshold"] == 0 else p["threshold"])
-        except SamplesError as exc:
+        except (SamplesError, FileNotFoundError) as exc:
             raise NodeOpenError(str(exc), field="params.samples") from None
         # only samples with a sidecar answer with a label: ML Kit's keep their packet as it was
         self.answers = bool(self.classifier.samples.meta)

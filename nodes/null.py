@@ -16,6 +16,7 @@ from posegraph import Node, Param
 
 class Null(Node):
     INPUTS = {"frame": "any packet"}
+    PORT_TYPES = {"in:frame": "any"}
     PARAMS = {
         "record": Param("", help="file to append one JSON line per packet to; empty for none"),
         "delay_ms": Param(0.0, min=0.0, max=60000.0, help="simulated work per frame, for tests"),

@@ -7,6 +7,7 @@ from posegraph import Node, Param
 class Passthrough(Node):
     INPUTS = {"frame": "any packet"}
     OUTPUTS = {"frame": "the same packet"}
+    PORT_TYPES = {"in:frame": "any", "out:frame": "in:frame"}
     PARAMS = {"delay_ms": Param(0.0, min=0.0, max=60000.0, help="simulated work per frame, for tests")}
 
     def process(self, inputs, ctx):

@@ -1,5 +1,6 @@
-"""`pose`: body landmarks for every frame, one or several people, from one of five backends
-(posegraph.pose.estimator: the models, the packets, person ids)."""
+"""`pose`: body landmarks for every frame, one or several people, from one of the backends
+(posegraph.pose.estimator: the models, the packets, person ids). The default, BlazePose for
+one person, runs on LiteRT and imports neither mediapipe nor TensorFlow."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -23,14 +24,17 @@ class Pose(Node):
     """
 
     INPUTS = {"frame": "frame packet {'image': uint8 H x W x 3 BGR, ...} or a bare BGR image"}
+    PORT_TYPES = {"in:frame": ("frame", "image"), "out:landmarks": "landmarks"}
     OUTPUTS = {"landmarks": "landmarks packet (posegraph/pose/packets.py; layout blazepose33, coco17 or custom, see "
                             "posegraph/pose/estimator.py), multi-person (posegraph/pose/people.py) when max_people > 1; "
                             "empty when no person"}
     PARAMS = {
         "model": Param(_D.model, check=check_model,
-                       help="blazepose (33 landmarks), or a COCO-17 backend: posenet, movenet-lightning, "
-                            "movenet-thunder (single person), movenet-multipose (up to 6), or custom:PATH "
-                            "(a model folder from runner.py train-keypoints)"),
+                       help="blazepose (33 landmarks, LiteRT), blazepose-mediapipe (the same through MediaPipe's "
+                            "own graph, one person, where mediapipe 0.10.21 is installed: a reference), or a "
+                            "COCO-17 backend: posenet, movenet-lightning, movenet-thunder (single person), "
+                            "movenet-multipose (up to 6), or custom:PATH (a model folder from runner.py "
+                            "train-keypoints)"),
         "custom_precision": Param(_D.custom_precision, choices=("float", "int8"),
                                   help="custom: run model.float.tflite or model.int8.tflite of the model folder"),
         "custom_crop": Param(_D.custom_crop, choices=("model", "detector", "frame"),
@@ -44,7 +48,8 @@ class Pose(Node):
         "max_missed": Param(_D.max_missed, min=0, help="max_people > 1: frames a person's id is kept while they are not found"),
         "static_image_mode": Param(_D.static_image_mode, help="detect on every frame instead of tracking (unrelated images)"),
         "model_complexity": Param(_D.model_complexity, choices=(0, 1, 2), help="blazepose: 0 lite, 1 full, 2 heavy landmark model"),
-        "smooth_landmarks": Param(_D.smooth_landmarks, help="blazepose, max_people 1: filter landmarks across frames (tracking only)"),
+        "smooth_landmarks": Param(_D.smooth_landmarks, help="blazepose, max_people 1: filter landmarks across frames as "
+                                                             "MediaPipe does (tracking only)"),
         "min_detection_confidence": Param(_D.min_detection_confidence, min=0.0, max=1.0,
                                           help="blazepose, custom: person detector score threshold"),
         "min_tracking_confidence": Param(_D.min_tracking_confidence, min=0.0, max=1.0,
@@ -63,7 +68,7 @@ class Pose(Node):
         "movenet_pose_threshold": Param(_D.movenet_pose_threshold, min=0.0, max=1.0,
                                         help="movenet: people scoring below are dropped (multipose: the pose score; "
                                              "lightning/thunder: the mean keypoint score)"),
-        "threads": Param(_D.threads, min=1, max=64, help="TFLite threads per model (all backends but blazepose max_people 1)"),
+        "threads": Param(_D.threads, min=1, max=64, help="TFLite threads per model (all backends but blazepose-mediapipe)"),
     }
 
     def open(self, ctx):

@@ -3,7 +3,9 @@
 What it draws is posegraph.pose.drawing.Overlay: the skeleton of the landmarks (one or
 several people, any known or custom layout), a panel with the current class, a bar per
 class and the repetition counts, a box and tag per person, and (`show_fps`) the frames
-per second of every node of the graph (ctx.graph_fps(), refreshed once a second).
+per second of every node of the graph (ctx.graph_fps(), the runner's table: a node's rate
+shows once it is measured, nothing before it; counter `fps_shown` counts the frames that
+showed rates).
 
 Why a node of its own: drawing costs a few ms, and kept apart it runs in parallel with
 the pose model instead of adding to its latency. It writes into a shared-memory buffer
@@ -29,6 +31,8 @@ class Render(Node):
     }
     OPTIONAL_INPUTS = frozenset({"landmarks", "votes", "scores", "reps"})
     OUTPUTS = {"frame": "annotated frame packet {'image': uint8 H x W x 3 BGR, 'pts_ms', 'index'}"}
+    PORT_TYPES = {"in:frame": ("frame", "image"), "in:landmarks": "landmarks", "in:votes": "votes", "in:scores": "scores",
+                  "in:reps": "reps", "out:frame": "frame"}
     PARAMS = {
         "visibility_threshold": Param(0.5, min=0.0, max=1.0, help="landmarks less visible than this are not drawn"),
         "max_score": Param(10.0, min=0.001, help="what a full bar means: scores are counts out of the KNN's top 10"),
@@ -55,4 +59,6 @@ class Render(Node):
         fps = ctx.graph_fps() if self.params["show_fps"] else None
         for counter, message in self.overlay.draw(out, inputs, ctx.stream, fps):
             ctx.warn_once(counter, message)
+        if self.overlay.fps_drawn:
+            ctx.count("fps_shown")  # frames whose overlay showed measured rates (none before they are known)
         return {"frame": {"image": out, "pts_ms": pts_ms, "index": ctx.seq if index is None else index}}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from posegraph.pose.paths import resolve_path
+from posegraph.pose.paths import find_path
 from posegraph.pose.people import BY_PERSON
 from posegraph.pose.reps import RepetitionCounter, RepModel, RepModelError
 
@@ -18,9 +18,16 @@ class _Learned:
     def __init__(self, model: RepModel, fps: float):
         self.counter = model.counter(fps or None)
         self.current = UNKNOWN
+        self.recognised: list[str] = []  # classes they have been recognised as, in order
 
     def packet(self) -> dict:
-        return {"reps": self.counter.counts(), "class": self.current, "entered": self.counter.entered(self.current)}
+        """Every class's count (each counts from the start: the classifier settles late) and
+        `recognised`, the classes whose counts mean something for this person (the drawing
+        shows those)."""
+        if self.current != UNKNOWN and self.current not in self.recognised and self.current in self.counter.counts():
+            self.recognised.append(self.current)
+        return {"reps": self.counter.counts(), "class": self.current, "entered": self.counter.entered(self.current),
+                "recognised": list(self.recognised)}
 
 
 class Reps(Node):
@@ -46,7 +53,9 @@ class Reps(Node):
     INPUTS = {"scores": "scores packet of smooth, one or several people; None when no person",
               "landmarks": "landmarks packet of pose (learned mode: their world landmarks are counted)"}
     OPTIONAL_INPUTS = frozenset({"landmarks"})
-    OUTPUTS = {"count": "{'reps': {class: repetitions}, 'class': name, 'entered': bool}, per person"}
+    OUTPUTS = {"count": "{'reps': {class: repetitions}, 'class': name, 'entered': bool, 'recognised': [class] "
+                        "(learned mode)}, per person"}
+    PORT_TYPES = {"in:scores": "scores", "in:landmarks": "landmarks", "out:count": "reps"}
     PARAMS = {
         "class_name": Param("squats_down", help="classic mode: the class whose enter -> exit is one repetition"),
         "enter_threshold": Param(6.0, min=0.0, help="classic mode: the pose is entered when its score rises above this"),
@@ -69,8 +78,8 @@ class Reps(Node):
             raise NodeOpenError("the learned counter (params.model) counts world landmarks: wire inputs.landmarks "
                                 "(e.g. pose/landmarks)", field="inputs.landmarks")
         try:
-            self.model = RepModel.load(resolve_path(self.params["model"]))
-        except RepModelError as exc:
+            self.model = RepModel.load(find_path(self.params["model"], ctx.graph_file))
+        except (RepModelError, FileNotFoundError) as exc:
             raise NodeOpenError(str(exc), field="params.model") from None
 
     def new_state(self):
@@ -84,7 +93,9 @@ class Reps(Node):
         if self.model is None:
             if scores is not None:  # no person: the person is taken as frozen, state unchanged
                 ctx.state(scores.get("scores") or {})
-            return {"count": ctx.state.packet()}
+            packet = ctx.state.packet()
+            ctx.status(", ".join(f"{name}: {n} reps" for name, n in packet["reps"].items()))
+            return {"count": packet}
         state = ctx.state
         values = (scores or {}).get("scores") or {}
         if values:
@@ -97,7 +108,9 @@ class Reps(Node):
                                           "the learned counter needs BlazePose's; their repetitions are not counted")
                 world = None
             state.counter.update(world, self._time(landmarks, ctx))
-        return {"count": state.packet()}
+        packet = state.packet()
+        ctx.status(f"{packet['class']}: {packet['reps'].get(packet['class'], 0)} reps")  # the answer as it forms
+        return {"count": packet}
 
     @staticmethod
     def _time(landmarks: dict, ctx) -> float | None:

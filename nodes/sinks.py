@@ -28,8 +28,8 @@ import os
 from posegraph.pose.drawing import frame_parts, image_problem
 from posegraph.pose.media import (ImageWriter, ResumableVideo, StreamOutput, VideoJournal, Windows, WriteError,
                                   check_not_a_file, check_video_writer, display_problem, prepare_file, prepare_folder,
-                                  stream_path, stream_paths, video_fourcc)
-from posegraph.pose.records import RecordsFile, frame_record
+                                  stream_path, stream_paths, video_codec)
+from posegraph.pose.records import STDOUT, RecordsFile, StdoutRecords, frame_record
 
 from posegraph import Node, NodeOpenError, Param
 
@@ -60,6 +60,18 @@ def runner_identity() -> str:
     return f"{parent}:{start}"
 
 
+# what a frame's record is made of (posegraph.pose.records.frame_record): every sink of records takes these
+RECORD_INPUTS = {
+    "landmarks": "landmarks packet or None",
+    "votes": "{'votes': {class: count}} or None",
+    "scores": "{'scores': {class: smoothed votes}} or None",
+    "reps": "{'reps': {class: count}, 'class', 'entered'}",
+    "frame": "frame packet (for pts_ms and index)",
+}
+RECORD_PORT_TYPES = {"in:landmarks": "landmarks", "in:votes": "votes", "in:scores": "scores", "in:reps": "reps",
+                     "in:frame": ("frame", "image")}
+
+
 def _lost(ctx, count: int, what: str) -> None:
     """Count `count` seqs missing from this sink's output, and say which."""
     if count > 0:
@@ -68,7 +80,7 @@ def _lost(ctx, count: int, what: str) -> None:
 
 
 class VideoFile(Node):
-    """Writes frames to a video file with OpenCV's VideoWriter (posegraph.pose.media.VideoTrack).
+    """Writes frames to a video file (posegraph.pose.media.VideoTrack): H.264 MP4 by default.
 
     path   `{stream}` is replaced by the stream id, `{source}` by the stream's name (the
            source node's id). One file per stream: with several streams reaching the sink
@@ -79,7 +91,9 @@ class VideoFile(Node):
            without `pts_ms` (bare arrays) or with unusable spacing give 30. The writer opens
            lazily, sized by the first image, so with fps 0 the first image is held until
            the second arrives.
-    codec  FourCC: mp4v for .mp4 (the default), MJPG for .avi...; checked at open.
+    codec  h264 (the default: yuv420p MP4 with its index first, which browsers play), vp8 or
+           vp9 for .webm, all through PyAV; a FourCC goes to OpenCV (mp4v, MJPG for
+           .avi, VP80...). Checked at open by writing a tiny file beside the path.
 
     One output frame per input frame, always: an empty packet repeats the previous image
     (a black frame when no image came yet), so the video keeps the timing of the input.
@@ -96,10 +110,12 @@ class VideoFile(Node):
     """
 
     INPUTS = FRAME_INPUT
+    PORT_TYPES = {"in:frame": ("frame", "image")}
     PARAMS = {
         "path": Param("out/video.mp4", help=f"video file to write; {{stream}}: stream id, {{source}}: source name; {PER_STREAM_HELP}"),
         "fps": Param(0.0, min=0.0, max=1000.0, help="frames per second of the file; 0: from the frames' pts_ms spacing, else 30"),
-        "codec": Param("mp4v", help="FourCC of the encoder: mp4v for .mp4, MJPG for .avi"),
+        "codec": Param("h264", help="h264 for .mp4 (plays in browsers), vp8/vp9 for .webm; a FourCC such as mp4v "
+                                    "or MJPG (.avi) writes with OpenCV"),
         "journal": Param(True, help="keep a JPEG of every frame beside the file until it is finished, so a restarted "
                                     "sink rebuilds it (about 110 KB a 720p frame); false for long live recordings: a "
                                     "restart then starts the file again and counts the earlier frames as lost"),
@@ -114,7 +130,7 @@ class VideoFile(Node):
         self.paths = dict.fromkeys((*_announced(ctx, self.params["path"]).values(), path))  # every stream's file
         self.written: set[str] = set()  # files this process wrote to
         try:
-            video_fourcc(self.params["codec"])
+            video_codec(self.params["codec"])
             for each in self.paths:
                 prepare_file(each)
             check_video_writer(path, self.params["codec"])
@@ -193,6 +209,7 @@ class ImageFolder(Node):
     """
 
     INPUTS = FRAME_INPUT
+    PORT_TYPES = {"in:frame": ("frame", "image")}
     PARAMS = {
         "path": Param("out/frames", help="folder to write into (created); {stream}/{source} as in video; "
                                          "several streams without either: a subfolder per source"),
@@ -250,23 +267,30 @@ class JsonLines(Node):
     path as in `video`; with neither, out/records.jsonl -> out/records.cam1.jsonl), so
     each camera's records read in order on their own. Those files are checked at open
     and each is opened (and truncated) on its stream's first packet.
+
+    `path: -` writes the records to standard output instead (posegraph.pose.records.
+    StdoutRecords), one line per record, flushed at once, so another program can read
+    them through a pipe as they come (`python runner.py GRAPH --set records.path=- |
+    my_program`); the runner's own lines go to stderr. Every stream goes there, told
+    apart by `stream`. Nothing can be read back from a pipe: a sink restarted mid-stream
+    goes on at its first record, and a record written just before it died may repeat.
+    Once the reader has gone (the pipe closed), records are counted as `lost`.
     """
 
-    INPUTS = {
-        "landmarks": "landmarks packet or None",
-        "votes": "{'votes': {class: count}} or None",
-        "scores": "{'scores': {class: smoothed votes}} or None",
-        "reps": "{'reps': {class: count}, 'class', 'entered'}",
-        "frame": "frame packet (for pts_ms and index)",
-    }
+    INPUTS = RECORD_INPUTS
     OPTIONAL_INPUTS = frozenset(INPUTS)
+    PORT_TYPES = RECORD_PORT_TYPES
     PARAMS = {"path": Param("out/records.jsonl", help=f"file to write (truncated at open); {{stream}}/{{source}} as in "
-                                                      f"video; {PER_STREAM_HELP}")}
+                                                      f"video; {PER_STREAM_HELP}; '-': standard output, a line per "
+                                                      "record, flushed")}
     STATEFUL = True
 
     def open(self, ctx):
         self.multi = ctx.multi_stream
         self.run_file: RecordsFile | None = None  # the one file of a run whose streams were not announced
+        self.stdout: StdoutRecords | None = None  # path '-': every stream's records on standard output
+        if self.params["path"] == STDOUT:
+            return
         try:
             for path in _announced(ctx, self.params["path"]).values():  # each is opened on its first packet
                 prepare_file(path)
@@ -282,9 +306,17 @@ class JsonLines(Node):
         if held.output is None:
             held.output = self._file(ctx)
         held.output.write(record)
+        if getattr(held.output, "broken", False):
+            ctx.count("lost")
+            ctx.warn_once("stdout_closed", "standard output was closed (its reader went): records are lost")
         return None
 
-    def _file(self, ctx) -> RecordsFile:
+    def _file(self, ctx) -> RecordsFile | StdoutRecords:
+        if self.params["path"] == STDOUT:
+            if self.stdout is None:
+                self.stdout = StdoutRecords(ctx.stream, ctx.seq)
+                return self.stdout
+            return self.stdout.share()
         if not self.multi and self.run_file is not None:  # one file for the run when streams were not announced
             return self.run_file.share()
         records = RecordsFile(stream_path(self.params["path"], ctx.stream, ctx.stream_name, self.multi), ctx.stream, ctx.seq)
@@ -306,6 +338,7 @@ class Window(Node):
     """
 
     INPUTS = FRAME_INPUT
+    PORT_TYPES = {"in:frame": ("frame", "image")}
     PARAMS = {
         "title": Param("posegraph", help="window title"),
         "require_display": Param(False, help="fail at open when no window can be shown, instead of discarding frames"),

@@ -17,6 +17,7 @@ class Smooth(Node):
 
     INPUTS = {"votes": "votes packet of knn, one or several people; None when no person"}
     OUTPUTS = {"scores": "{'scores': {class: smoothed votes}}, per person; None when no person"}
+    PORT_TYPES = {"in:votes": "votes", "out:scores": "scores"}
     PARAMS = {
         "window": Param(10, min=1, max=10000, help="frames in the averaging window"),
         "alpha": Param(0.2, min=0.0, max=1.0, help="weight decay per frame back: (1 - alpha)^k"),
@@ -31,7 +32,10 @@ class Smooth(Node):
         if packet is None:
             ctx.state({})  # a frame without the person still ages the window
             return {}
-        return {"scores": {"scores": ctx.state(packet.get("votes") or {})}}
+        scores = ctx.state(packet.get("votes") or {})
+        if scores:
+            ctx.status(max(scores, key=scores.get))  # the class as it forms, in the runner's live table
+        return {"scores": {"scores": scores}}
 
 
 class OneEuro(Node):
@@ -46,6 +50,7 @@ class OneEuro(Node):
 
     INPUTS = {"landmarks": "landmarks packet, one or several people; None when no person"}
     OUTPUTS = {"landmarks": "the landmarks packet, filtered, per person; None when no person"}
+    PORT_TYPES = {"in:landmarks": "landmarks", "out:landmarks": "landmarks"}
     PARAMS = {
         "min_cutoff": Param(0.05, min=1e-6, help="cutoff (Hz) when still: lower = smoother, more lag"),
         "beta": Param(80.0, min=0.0, help="cutoff increase per unit of speed (body sizes / s): higher = less lag"),

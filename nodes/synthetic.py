@@ -23,11 +23,14 @@ def read_stamp(frame: np.ndarray) -> int | None:
 
 class Synthetic(Node):
     OUTPUTS = {"frame": "uint8 image, height x width x 3, sequence number in its first 8 bytes"}
+    PORT_TYPES = {"out:frame": "image"}
     PARAMS = {
         "width": Param(640, min=8, max=7680, help="frame width in pixels"),
         "height": Param(480, min=1, max=4320, help="frame height in pixels"),
         "count": Param(100, min=0, help="frames to emit; 0 means no end"),
         "fps": Param(0.0, min=0.0, max=10000.0, help="frames per second; 0 means as fast as possible"),
+        "live": Param(True, help="stand in for a camera: a `latest` queue downstream may drop stale frames "
+                                 "(false: a file, every frame kept)"),
     }
     STATEFUL = True
 
@@ -35,6 +38,7 @@ class Synthetic(Node):
         self.shape = (self.params["height"], self.params["width"], 3)
         self.period = 1.0 / self.params["fps"] if self.params["fps"] > 0 else 0.0
         self.next_time = time.monotonic()
+        ctx.live = self.params["live"]
 
     def process(self, inputs, ctx):
         count = self.params["count"]

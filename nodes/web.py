@@ -24,6 +24,7 @@ class Web(Node):
     """
 
     INPUTS = {"frame": "frame packet {'image', 'pts_ms', 'index'} (or a bare uint8 image), e.g. render/frame"}
+    PORT_TYPES = {"in:frame": ("frame", "image")}
     PARAMS = {
         "port": Param(8090, min=0, max=65535, help="TCP port of the page (0: any free port, logged at open)"),
         "host": Param("127.0.0.1", help="address to listen on; 0.0.0.0 shows the page to the network (no authentication)"),

@@ -13,4 +13,14 @@ about people, with no engine in it, so a notebook can use it alone.
     sequences, sequence_import   landmark sequences of clips, and other tools' files
     training/                    training the LSTM and custom keypoint models, KNN samples, DTW templates
     paths                        where bundled models and data are
+    recipes, summary             the graph `posegraph run SOURCE` builds, and the answer it prints
+
+`estimate(image)` gives the landmarks of one image with no graph (posegraph.pose.estimator).
 """
+
+
+def estimate(image, model: str = "blazepose", **options):
+    """The landmarks packet of one image, or None (posegraph.pose.estimator.estimate)."""
+    from posegraph.pose.estimator import estimate as _estimate
+
+    return _estimate(image, model, **options)

@@ -105,6 +105,14 @@ def packet_dict(value, key: str) -> dict | None:
     return inner if isinstance(inner, dict) and inner else None
 
 
+def fps_lines(fps: dict | None) -> list[str]:
+    """The lines of the frames-per-second overlay, one per node whose rate is measured
+    ("pose 17.3 fps"). A node without one yet (0.0: the engine has not seen it process two
+    frames, or its table has not reached the drawing node yet) is left out rather than
+    drawn as 0.0; none known, no lines."""
+    return [f"{node} {finite(rate):.1f} fps" for node, rate in (fps or {}).items() if finite(rate) > 0]
+
+
 def finite(value) -> float:
     """A number as a finite float (0.0 for NaN, infinities or non-numbers)."""
     try:
@@ -201,7 +209,8 @@ class Overlay:
         self.layouts: dict[tuple[int, int], _Layout] = {}
         self.classes: dict[int, list[str]] = {}  # stream id -> every class seen so far, sorted
         self.labels: dict[int, tuple] = {}  # stream id -> (classes, label width, label texts, layout)
-        self.fps_cache = (None, None, None)  # (fps dict object, layout, (lines, width))
+        self.fps_cache = (None, None, None)  # (fps dict, layout, (lines, width))
+        self.fps_drawn: list[str] = []  # the rates drawn on the last frame ([]: none were known yet)
 
     def draw(self, out: np.ndarray, inputs: dict, stream: int = 0, fps: dict | None = None) -> list[tuple[str, str]]:
         """Draw onto the H x W x 3 BGR `out` what `inputs` (render's ports but the frame) say
@@ -219,8 +228,7 @@ class Overlay:
         panel = self._draw_panel(out, inputs, layout, stream)
         for person_id, box, text in tags:  # after the panel, and clear of it
             self._draw_tag(out, person_id, box, text, layout, panel)
-        if fps:
-            self._draw_fps(out, fps, layout)
+        self.fps_drawn = self._draw_fps(out, fps, layout) if fps else []
         return problems
 
     # ----- the skeleton -------------------------------------------------------------------
@@ -377,6 +385,8 @@ class Overlay:
         reps_packet = inputs.get("reps")
         reps = packet_dict(reps_packet, "reps")
         counted = reps_packet.get("class") if isinstance(reps_packet, dict) else None
+        if reps and isinstance(reps_packet.get("recognised"), list):  # learned counters: the classes seen only
+            reps = {name: reps[name] for name in reps_packet["recognised"] if name in reps}
         rep_items = list(reps.items())[:MAX_REPS] if reps else []
         if name is None and not no_person and not classes and not rep_items:
             return None
@@ -419,19 +429,19 @@ class Overlay:
         return x0, y0, x1, y1
 
     # ----- frames per second ----------------------------------------------------------------
-    def _draw_fps(self, out, fps: dict, layout: _Layout) -> None:
-        """Every node's rate, hidden until some node has a measured one (all 0.0 before)."""
+    def _draw_fps(self, out, fps: dict, layout: _Layout) -> list[str]:
+        """The rates of the nodes that have a measured one (fps_lines); what was drawn."""
         cv2 = self.cv2
         cached_fps, cached_layout, lines = self.fps_cache
-        if cached_fps is not fps or cached_layout is not layout:  # the engine's table changes once a second
+        if cached_fps != fps or cached_layout is not layout:  # the engine's table changes about once a second
+            texts = fps_lines(fps)
             lines = None
-            if any(finite(rate) > 0 for rate in fps.values()):
-                texts = [f"{node} {finite(rate):.1f} fps" for node, rate in fps.items()]
+            if texts:
                 width = max(cv2.getTextSize(t, layout.font, layout.tiny, layout.tiny_th)[0][0] for t in texts)
                 lines = (texts, width)
-            self.fps_cache = (fps, layout, lines)
+            self.fps_cache = (dict(fps), layout, lines)
         if lines is None:
-            return
+            return []
         texts, width = lines
         m, p = layout.margin, layout.pad // 2 + 1
         row = layout.tiny_h + p
@@ -444,3 +454,4 @@ class Overlay:
         for text in texts:
             y += row
             cv2.putText(out, text, (x0 + p, y - p), layout.font, layout.tiny, WHITE, layout.tiny_th, cv2.LINE_AA)
+        return texts

@@ -1,8 +1,12 @@
 """Pose estimation on streams of frames, over any backend: what the `pose` kind runs.
 
-model blazepose, max_people 1: MediaPipe's own single-person graph
-    (posegraph/pose/backends/blazepose.py, mp.solutions.pose), tracking; the packet is the
-    single-person landmarks packet of posegraph/pose/packets.py (id 0).
+model blazepose, max_people 1 (the default): MediaPipe's single-person pose graph rebuilt on
+    LiteRT (posegraph/pose/backends/blazepose_litert.py: detector, then the ROI from the last
+    frame's landmarks, MediaPipe's landmark smoothing), no mediapipe or TensorFlow import;
+    the packet is the single-person landmarks packet of posegraph/pose/packets.py (id 0).
+model blazepose-mediapipe (max_people 1 only): the reference, MediaPipe's own graph
+    (posegraph/pose/backends/blazepose.py, mp.solutions.pose), where the mediapipe package
+    can be imported (mediapipe 0.10.21, Python <= 3.12); the same packet.
 model blazepose, max_people > 1: posegraph/pose/backends/blazepose_multi.py
     (`MultiBlazePose.track`; the detector runs every `detect_every` frames or when someone was lost).
 model posenet / movenet-lightning / movenet-thunder / movenet-multipose:
@@ -23,15 +27,15 @@ every person (at most max_people) gets an id >= 1 from a posegraph.pose.tracking
 (BlazePose's own ROI track ids are hints to it), and the packet is posegraph.pose.people.merge
 of them, lowest (oldest) id first.
 
-State: tracking backends (BlazePose, MultiBlazePose, MoveNet single pose's crop) and the
+State: tracking backends (LiteRTBlazePose, BlazePose, MultiBlazePose, MoveNet single pose's crop) and the
 people tracker depend on the frames before, so each stream gets its own (`PoseStream`):
 one tracker fed two cameras would carry one camera's people into the other's frames.
 PoseNet, MoveNet MultiPose and custom models keep no state and one backend serves every
 stream. `PoseEstimator` makes the first backend when it is created, so a missing model is
 an error then rather than on the first frame.
 
-The heavy imports (mediapipe, ai_edge_litert) happen when a backend is made, so checking
-options (`check_model`) stays light.
+The heavy imports (ai_edge_litert; mediapipe for blazepose-mediapipe only) happen when a
+backend is made, so checking options (`check_model`) stays light.
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from posegraph.pose.people import merge
 
-MODELS = ("blazepose", "posenet", "movenet-lightning", "movenet-thunder", "movenet-multipose")
+MODELS = ("blazepose", "blazepose-mediapipe", "posenet", "movenet-lightning", "movenet-thunder", "movenet-multipose")
+MEDIAPIPE = "blazepose-mediapipe"  # the reference: mp.solutions.pose, where mediapipe can be imported
 CUSTOM = "custom:"
 STATELESS = ("posenet", "movenet-multipose")  # and custom models: one frame at a time, nothing kept
 
@@ -94,9 +99,15 @@ class PoseOptions:
     threads: int = 1
 
     @property
+    def single_person_graph(self) -> bool:
+        """BlazePose's single-person tracked graph (LiteRT, or MediaPipe's own): its backend's
+        detect() gives the packet itself."""
+        return self.model == MEDIAPIPE or (self.model == "blazepose" and self.max_people == 1)
+
+    @property
     def mediapipe_graph(self) -> bool:
-        """model blazepose with max_people 1: MediaPipe's own single-person graph."""
-        return self.model == "blazepose" and self.max_people == 1
+        """model blazepose-mediapipe: MediaPipe's own single-person graph (mp.solutions.pose)."""
+        return self.model == MEDIAPIPE
 
     @property
     def stateless(self) -> bool:
@@ -124,12 +135,23 @@ def make_backend(options: PoseOptions):
                           crop=None if crop == "model" else crop, max_people=int(options.max_people),
                           min_detection_confidence=options.min_detection_confidence, threads=threads)
     if options.mediapipe_graph:
-        from posegraph.pose.backends.blazepose import BlazePose
+        if options.max_people != 1:
+            raise ValueError(f"model {MEDIAPIPE} follows one person: max_people must be 1 "
+                             f"(model blazepose follows several)")
+        from posegraph.pose.backends.blazepose import BlazePose, mediapipe_dir
 
+        mediapipe_dir()  # ModuleNotFoundError, saying what to install, before anything else
         return BlazePose(static_image_mode=static, model_complexity=options.model_complexity,
                          smooth_landmarks=options.smooth_landmarks,
                          min_detection_confidence=options.min_detection_confidence,
                          min_tracking_confidence=options.min_tracking_confidence)
+    if options.single_person_graph:
+        from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose
+
+        return LiteRTBlazePose(static_image_mode=static, model_complexity=options.model_complexity,
+                               smooth_landmarks=options.smooth_landmarks,
+                               min_detection_confidence=options.min_detection_confidence,
+                               min_tracking_confidence=options.min_tracking_confidence, threads=threads)
     if options.model == "blazepose":
         from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
@@ -165,13 +187,21 @@ def open_backend(options: PoseOptions):
             return make_backend(options)
         except CustomModelError as exc:
             raise EstimatorError(str(exc), "model") from exc
-    if options.model == "blazepose":
+    if options.model in ("blazepose", MEDIAPIPE):
         from posegraph.pose.backends.blazepose import ModelMissingError
 
         try:
             return make_backend(options)
-        except ModelMissingError as exc:
-            raise EstimatorError(str(exc), "model_complexity") from exc
+        except ModelMissingError as exc:  # the person detector is no param's fault but the model's
+            raise EstimatorError(str(exc), "model" if "pose_detection" in str(exc) else "model_complexity") from exc
+        except ModuleNotFoundError as exc:
+            if not options.mediapipe_graph:
+                raise
+            raise EstimatorError(f"model {MEDIAPIPE} needs the mediapipe package (mediapipe==0.10.21, Python 3.9-3.12), "
+                                 f"which cannot be imported here ({exc}); model blazepose runs the same models "
+                                 f"without it", "model") from exc
+        except ValueError as exc:
+            raise EstimatorError(str(exc), "max_people" if "max_people" in str(exc) else "model") from exc
     try:
         return make_backend(options)
     except FileNotFoundError as exc:
@@ -215,7 +245,7 @@ class PoseStream:
 
     def landmarks(self, image: np.ndarray, pts_ms: float | None = None) -> dict | None:
         """The landmarks packet of one frame (see the module doc); None when nobody is found."""
-        if self.options.mediapipe_graph:
+        if self.options.single_person_graph:
             packet = self.backend.detect(image)
             if packet is not None and pts_ms is not None:
                 packet["pts_ms"] = pts_ms  # the source's clock: temporal models need it
@@ -261,3 +291,35 @@ class PoseEstimator:
         for backend in backends:
             if backend is not None and hasattr(backend, "close"):
                 backend.close()
+
+
+_ESTIMATORS: dict[PoseOptions, PoseEstimator] = {}
+
+
+def estimate(image, model: str = "blazepose", **options) -> dict | None:
+    """The landmarks packet of the people in one image, with no graph: `px` (n x 4 pixels
+    x, y, z, visibility), `norm`, `world` (BlazePose: metres), `layout`, ... as the `pose`
+    node sends it (several people: `max_people=N`, posegraph.pose.people); None when
+    nobody is found.
+
+    `image` is a BGR array (as OpenCV reads it) or an image file's path; `options` are
+    the `pose` kind's params (PoseOptions). Each image is taken on its own (no tracking
+    across calls); the model is loaded on the first call and kept for the next ones."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        import cv2
+
+        path = image
+        image = cv2.imread(str(path))
+        if image is None:
+            raise FileNotFoundError(f"cannot read an image from {path!r}")
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be a uint8 H x W x 3 BGR array, not {image.dtype} {image.shape}")
+    settings = PoseOptions(model=model, **{"static_image_mode": True, **options})
+    estimator = _ESTIMATORS.get(settings)
+    if estimator is None:
+        estimator = _ESTIMATORS[settings] = PoseEstimator(settings)
+    stream = estimator.new_stream() if settings.stateless else getattr(estimator, "_stream", None)
+    if stream is None:
+        stream = estimator._stream = estimator.new_stream()
+    return stream.landmarks(np.ascontiguousarray(image))

@@ -3,8 +3,8 @@ writing videos, image folders and on-screen windows; one output path per stream.
 
 What the `capture` source and the `video`, `images` and `window` sinks do, without the
 engine: plain values in (paths, parameters, stream ids and names), images and one-line
-errors out. OpenCV is imported when a reader or writer is made, never at import time
-(the graph validator imports node modules).
+errors out. OpenCV (and PyAV) is imported when a reader or writer is made, never at import
+time (the graph validator imports node modules).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from posegraph.pose.drawing import as_bgr, usable_pts
+from posegraph.pose.encoding import open_writer, probe_writer, pyav_encoder
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -223,6 +224,12 @@ class Frames:
         self.period = 1.0 / fps if fps and self.kind in ("file", "folder") else 0.0
         self.next_time = time.monotonic()
 
+    @property
+    def live(self) -> bool:
+        """Frames come in real time (a camera, a stream, a file paced at `fps`): a reader
+        that falls behind should skip stale ones rather than see every one late."""
+        return self.kind in ("camera", "stream") or self.period > 0
+
     def resume(self, seq: int) -> int:
         """Continue at the frame that emitted seq `seq` would be (a restarted source joins
         its stream where it stands); returns that frame's number."""
@@ -361,52 +368,23 @@ def prepare_file(path: str) -> None:
 
 
 # ----- video files -----------------------------------------------------------------------------
-def _probe_writer(cv2, path: str, fourcc: int) -> str | None:
-    """Open a tiny writer beside `path` (same extension): why it fails, or None."""
-    folder, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    if not ext:
-        return "the path has no extension, so there is no container format"
-    probe = os.path.join(folder, f".{stem}.probe-{os.getpid()}{ext}")
-    level = cv2.getLogLevel()
-    cv2.setLogLevel(0)  # FFmpeg's complaints would print several lines; we say it in one
-    try:
-        writer = cv2.VideoWriter(probe, fourcc, 30.0, (64, 64))
-        ok = writer.isOpened()
-        if ok:
-            writer.write(np.zeros((64, 64, 3), np.uint8))
-        writer.release()
-    except cv2.error:
-        ok = False
-    finally:
-        cv2.setLogLevel(level)
-        try:
-            os.unlink(probe)
-        except OSError:
-            pass
-    return None if ok else "VideoWriter did not open"
-
-
-def video_fourcc(codec: str) -> int:
-    """The FourCC number of a 4-character codec name; WriteError for another length."""
-    import cv2
-
-    if len(codec) != 4:
-        raise WriteError(f"codec must be a 4-character FourCC such as mp4v or MJPG, not {codec!r}", "codec")
-    return cv2.VideoWriter_fourcc(*codec)
+def video_codec(codec: str) -> str:
+    """`codec` when a writer knows it: h264, vp8 or vp9 (PyAV, any case) or a 4-character
+    FourCC for OpenCV (mp4v, MJPG, VP80...); WriteError naming "codec" otherwise."""
+    if not isinstance(codec, str) or not (pyav_encoder(codec) or len(codec) == 4):
+        raise WriteError(f"codec must be h264 (.mp4), vp8 or vp9 (.webm) or a 4-character FourCC such as "
+                         f"mp4v or MJPG (.avi), not {codec!r}", "codec")
+    return codec
 
 
 def check_video_writer(path: str, codec: str) -> None:
-    """Have OpenCV write a tiny video with `codec` beside `path`, so a bad path or codec
-    fails before the first frame; WriteError naming which is at fault."""
-    import cv2
-
-    problem = _probe_writer(cv2, path, video_fourcc(codec))
-    if problem:
-        # the same container with mp4v works: the codec is at fault, not the path
-        codec_fault = _probe_writer(cv2, path, cv2.VideoWriter_fourcc(*"mp4v")) is None
-        raise WriteError(f"OpenCV cannot write {path!r} with codec {codec!r} ({problem}); mp4v with .mp4 or MJPG with .avi work",
-                         "codec" if codec_fault else "path")
+    """Write a tiny video with `codec` beside `path` (posegraph.pose.encoding.probe_writer),
+    so a bad path or codec fails before the first frame; WriteError naming which is at fault."""
+    failed = probe_writer(path, video_codec(codec))
+    if failed:
+        problem, param = failed
+        raise WriteError(f"cannot write {path!r} with codec {codec!r} ({problem}); h264 with .mp4, vp8 or vp9 "
+                         "with .webm, MJPG with .avi work", param)
 
 
 class VideoTrack:
@@ -414,18 +392,20 @@ class VideoTrack:
 
     One output frame per input frame, always: `add(None)` (an empty packet) repeats the
     previous image, or a black frame when no image came yet, so the video keeps the
-    timing of the input. `fps` 0 takes the rate from the spacing of the first two images'
-    pts_ms (the first image is held until the second arrives); no usable spacing gives 30.
+    timing of the input; frame i is stamped i / fps. `codec` h264 (the default), vp8 or
+    vp9 encodes with PyAV, a FourCC (mp4v, MJPG...) with OpenCV (posegraph.pose.encoding).
+    `fps` 0 takes the rate from the spacing of the first two images' pts_ms (the first
+    image is held until the second arrives); no usable spacing gives 30.
     Images of another size than the first are resized to it; odd widths or heights lose
     their last column or row (encoders need even sizes). `close()` finishes the file and
     says what it wrote through `log`; a track that never got an image writes no file.
     """
 
-    def __init__(self, path: str, codec: str = "mp4v", fps: float = 0.0, log=print):
+    def __init__(self, path: str, codec: str = "h264", fps: float = 0.0, log=print):
         import cv2
 
         self.cv2 = cv2
-        self.path, self.codec, self.fourcc = path, codec, video_fourcc(codec)
+        self.path, self.codec = path, video_codec(codec)
         self.wanted_fps, self.log = fps, log
         self.writer = None
         self.size = None          # (width, height) written, even numbers
@@ -485,10 +465,7 @@ class VideoTrack:
         folder = os.path.dirname(self.path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        writer = self.cv2.VideoWriter(self.path, self.fourcc, float(fps), self.size)
-        if not writer.isOpened():
-            raise OSError(f"OpenCV's VideoWriter cannot open {self.path!r} ({self.size[0]}x{self.size[1]}, {self.codec})")
-        self.writer, self.fps = writer, fps
+        self.writer, self.fps = open_writer(self.path, self.codec, fps, self.size), fps
         if self.leading_empty:
             black = np.zeros((self.size[1], self.size[0], 3), np.uint8)
             for _ in range(self.leading_empty):

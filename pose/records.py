@@ -207,3 +207,64 @@ class RecordsFile:
         if self.users <= 0 and not self.out.closed:
             self.out.flush()
             self.out.close()
+
+
+STDOUT = "-"  # the path that means standard output
+
+
+class StdoutRecords:
+    """Records written to standard output instead of a file (`jsonl` with `path: -`): one
+    line per record, flushed at once, so a program reading the runner's stdout through a
+    pipe gets each frame as it is made. The runner's own lines go to stderr.
+
+    The same interface as RecordsFile. Nothing can be read back from a pipe: a writer
+    restarted mid-stream goes on at its first record (one its predecessor wrote just
+    before it died may repeat), and `close` leaves stdout open. When the reader has gone
+    (a closed pipe) `broken` is set and every later record is refused (write -> False).
+    """
+
+    def __init__(self, stream: int, first_seq: int = 0, out=None):
+        import sys
+
+        self.path = "<stdout>"
+        self.stream = stream
+        self.written = first_seq - 1  # nothing before the first record is this writer's to account for
+        self.users = 1
+        self.out = out or sys.stdout
+        self.broken = False
+
+    def write(self, record: dict) -> bool:
+        if self.broken:
+            return False
+        try:
+            self.out.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError):  # the reader closed the pipe, or stdout was closed
+            self._gone()
+            return False
+        return True
+
+    def _gone(self) -> None:
+        """The reader went: later records are refused, and what is still buffered goes to
+        /dev/null (a flush at exit would only complain on stderr)."""
+        import os
+
+        self.broken = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def share(self) -> "StdoutRecords":
+        self.users += 1
+        return self
+
+    def close(self) -> None:
+        self.users -= 1
+        if not self.broken:
+            try:
+                self.out.flush()
+            except (BrokenPipeError, ValueError):
+                self._gone()

@@ -27,7 +27,7 @@ A data set is ONE compressed .npz written by `save_dataset` (no pickle anywhere)
 temporary name next to the target and renamed over it, so a crash never leaves half a file.
 
 Extraction (`extract`, `extract_clip`): ROOT/<class>/<clip>.(mp4|avi|mov|gif) -> BlazePose on
-every frame with the pose node's own code and default params (posegraph.pose.backends.blazepose.BlazePose in
+every frame with the pose node's own code and default params (posegraph.pose.backends.blazepose_litert.LiteRTBlazePose in
 tracking mode, exactly what the pose kind runs), a fresh tracker per clip so no state
 leaks from one clip into the next. A clip that cannot be read (not a video, corrupt, no
 frames) gets one warning line and is skipped; the run goes on. The data set is saved after
@@ -324,7 +324,7 @@ def _pose_params(complexity: int) -> dict:
 
 def _extract_clip(path, label, clip_id, complexity=1, on_start: Callable | None = None,
                   on_frame: Callable | None = None) -> Sequence:
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose
 
     total, fps, frames = open_clip(path)
     if on_start:

@@ -19,4 +19,4 @@ for _sig in (signal.SIGINT, signal.SIGTERM):
 
 from .cli import main  # noqa: E402 (after the handler, which must come first)
 
-sys.exit(main(prog="posegraph"))
+sys.exit(main(prog="python -m posegraph"))

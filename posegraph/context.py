@@ -39,8 +39,13 @@ class Context:
         self.capture_ns = 0
         self.resume_seq = 0
         self.state: Any = None
+        # a source sets this in `open` when its frames come in real time (a camera, a
+        # stream, a file paced at its fps): then a `latest` queue downstream drops stale
+        # frames. Otherwise (the default) every frame is kept, whatever the queue policy.
+        self.live = False
         self.key: tuple[int, int] | None = None
         self.counters: dict[str, int] = {}
+        self.status_text = ""  # what `status` last said
         self.wired_inputs = frozenset(wired_inputs)  # for kinds whose inputs are optional
         self.graph_file = graph_file  # the graph's YAML file (e.g. to draw the graph)
         self.logger = logging.getLogger(f"posegraph.node.{node_id}.{replica}")
@@ -79,6 +84,12 @@ class Context:
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter shown in the metrics (e.g. frames without a person)."""
         self.counters[name] = self.counters.get(name, 0) + n
+
+    def status(self, text: str) -> None:
+        """A short free-text state of this node for the runner's live table (its `status`
+        column, and a line at the end of the run): the answer as it forms, say
+        ("squat, 2 reps"). Sent with the metrics once a second; the last one said stands."""
+        self.status_text = " ".join(str(text).split())[:200]
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         """A line on the runner's terminal, prefixed with this node's name."""

@@ -107,8 +107,35 @@ def check_declarations(cls: type) -> None:
         raise KindError(f"{label}: KEYS must be None or a posegraph.Keys (split and merge), got {brief(cls.KEYS)}")
     if not isinstance(cls.KEY_TIMEOUT, int) or isinstance(cls.KEY_TIMEOUT, bool) or cls.KEY_TIMEOUT < 1:
         raise KindError(f"{label}: KEY_TIMEOUT must be a whole number of frames, 1 or more, got {brief(cls.KEY_TIMEOUT)}")
+    _check_port_types(cls, label)
     if getattr(cls, "process", None) is Node.process or not callable(getattr(cls, "process", None)):
         raise KindError(f"{label} does not implement process(self, inputs, ctx)")
+
+
+def _check_port_types(cls: type, label: str) -> None:
+    """PORT_TYPES: {"in:PORT": type or (type, ...), "out:PORT": type or "in:PORT"}, for
+    declared ports, each type a name (posegraph.node.PACKET_TYPES, or one of the kind's)."""
+    types = cls.PORT_TYPES
+    shape = '{"in:PORT": type or (type, ...), "out:PORT": type}'
+    if not isinstance(types, dict):
+        raise KindError(f"{label}: PORT_TYPES must be a dict {shape}, got {type(types).__name__} {brief(types)}")
+    for key, value in types.items():
+        side, _, port = key.partition(":") if isinstance(key, str) else ("", "", "")
+        ports = cls.INPUTS if side == "in" else cls.OUTPUTS if side == "out" else None
+        if ports is None or port not in ports:
+            raise KindError(f"{label}: PORT_TYPES key {brief(key)} must be 'in:PORT' or 'out:PORT' for one of its "
+                            f"{'INPUTS' if side == 'in' else 'OUTPUTS' if side == 'out' else 'ports'}")
+        if side == "out" and isinstance(value, str) and value.startswith("in:"):
+            if value[3:] not in cls.INPUTS:
+                raise KindError(f"{label}: PORT_TYPES[{key!r}] = {brief(value)} names no input of the kind")
+            continue
+        names = [value] if isinstance(value, str) or side == "out" else list(value) \
+            if isinstance(value, (tuple, list, set, frozenset)) and value else [None]
+        for name in names:
+            if not isinstance(name, str) or not NAME.fullmatch(name):
+                raise KindError(f"{label}: PORT_TYPES[{key!r}] must be "
+                                + ("a type name or 'in:PORT'" if side == "out" else "a type name or a tuple of them")
+                                + f", got {brief(value)}")
 
 
 def resolve_kind(uses: str, base_dir: Path) -> type:

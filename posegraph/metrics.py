@@ -7,6 +7,7 @@ a lossless node lost any (posegraph.supervisor)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -44,15 +45,42 @@ class Meter:
         self.lat = Ring()   # ms since capture
         self.t_first = self.t_last = 0.0
         self._last_rate = (0, time.monotonic())
+        self.slept = 0.0        # seconds the node slept in time.sleep (counted for sources: count_sleeps)
+        self._slept_before = 0.0
+
+    def count_sleeps(self) -> None:
+        """Count the seconds this process's main thread sleeps in `time.sleep`, so that a
+        call of process() is timed without them. For a source: its process() waits there
+        for its next frame to be due (a file or synthetic frames paced at `fps`), which is
+        not work: its `proc ms` is the time to make the frame, as for every other node.
+        The node code keeps calling time.sleep as ever (posegraph.pose.media's pacing too)."""
+        real_sleep = time.sleep
+        if getattr(real_sleep, "posegraph_counted", False):
+            return
+        main = threading.get_ident()
+
+        def sleep(seconds):
+            if threading.get_ident() != main:
+                return real_sleep(seconds)
+            start = time.perf_counter()
+            try:
+                return real_sleep(seconds)
+            finally:
+                self.slept += time.perf_counter() - start
+
+        sleep.posegraph_counted = True
+        time.sleep = sleep
 
     def starting(self) -> None:
         """A call of process() begins (the first one starts the fps clock)."""
         if not self.t_first:
             self.t_first = time.time()
+        self._slept_before = self.slept
 
     def processed(self, stream: int, seconds: float) -> None:
-        """A call of process() for `stream` took `seconds`."""
+        """A call of process() for `stream` took `seconds` (less what it slept, for a source)."""
         self.t_last = time.time()
+        seconds = max(0.0, seconds - (self.slept - self._slept_before))
         self.proc.add(seconds * 1000.0)
         self.frames_out += 1
         self.stream_out[stream] = self.stream_out.get(stream, 0) + 1
@@ -110,6 +138,7 @@ def summarise(reports: list[dict], restarts: int) -> dict:
     peers: dict[str, str] = {}
     for r in live:
         peers.update(r.get("peers") or {})
+    statuses = list(dict.fromkeys(r["status"] for r in live if isinstance(r.get("status"), str) and r["status"]))
     return {
         "fps_now": round(sum(r.get("fps_now", 0.0) for r in live), 2),
         "frames_in": total("frames_in"),
@@ -125,4 +154,5 @@ def summarise(reports: list[dict], restarts: int) -> dict:
         "counters": counters,
         "streams": streams,  # stream id (as text) -> frames processed
         "peers": peers,      # "machine: node" -> connected / waiting / disconnected / refused
+        "status": " | ".join(statuses),  # what the node said with ctx.status (each replica's, when they differ)
     }

@@ -141,6 +141,27 @@ class Keys:
         raise NotImplementedError
 
 
+# The shared vocabulary of port types (Node.PORT_TYPES), so that kinds written apart agree
+# on what travels, and `check` can warn when a node reads a port whose producer gives
+# something else. A kind may use a name of its own too: two names match when they are equal.
+PACKET_TYPES = {
+    "frame": "a frame packet {'image', 'pts_ms', 'index'}",
+    "image": "an image (uint8 array)",
+    "landmarks": "a landmarks packet {'px', 'norm', 'world', 'layout', ...}",
+    "features": "a features packet {'vector', 'kind', ...}",
+    "votes": "a votes packet {'votes', 'label', ...}",
+    "scores": "a scores packet {'scores'}",
+    "reps": "a reps packet {'reps', 'class', 'entered'}",
+    "any": "any packet",
+}
+
+
+def packet_type_text(name: str) -> str:
+    """How a message names a port type: its description, or its quoted name when it is not
+    one of PACKET_TYPES."""
+    return PACKET_TYPES.get(name, f"'{name}'")
+
+
 class Node:
     """Base class of every node kind.
 
@@ -157,6 +178,14 @@ class Node:
                                         stream is the key
       KEY_TIMEOUT int                   frames a key may be missing from its stream before
                                         the engine retires its state (30)
+      PORT_TYPES  {"in:PORT": type or (type, ...), "out:PORT": type}   optional: what
+                                        travels on a port, by a name of PACKET_TYPES
+                                        ("frame", "image", "landmarks"...); an input takes
+                                        any of the types listed ("any": everything), an
+                                        output gives one, or "in:PORT": whatever that input
+                                        gets. `check` warns when an input is wired to an
+                                        output of a type it does not take; ports left out
+                                        are not compared
 
     `process(inputs, ctx)` gets {port: value} where a value is a numpy array, a dict of
     arrays and plain values, or None for an empty packet, and returns {port: value}
@@ -181,6 +210,7 @@ class Node:
     OPTIONAL_INPUTS: frozenset = frozenset()
     KEYS: Keys | None = None
     KEY_TIMEOUT: int = 30
+    PORT_TYPES: dict[str, Any] = {}
 
     def __init__(self, params: dict[str, Any]):
         self.params = params
@@ -206,6 +236,17 @@ class Node:
     def is_stateful(cls) -> bool:
         """Whether its output depends on earlier packets of a stream (replicas shard by stream)."""
         return bool(cls.STATEFUL) or cls.new_state is not Node.new_state
+
+    @classmethod
+    def takes(cls, port: str) -> tuple[str, ...] | None:
+        """The types input `port` takes (PORT_TYPES), or None when it does not say."""
+        declared = cls.PORT_TYPES.get(f"in:{port}")
+        return None if declared is None else (declared,) if isinstance(declared, str) else tuple(declared)
+
+    @classmethod
+    def gives(cls, port: str) -> str | None:
+        """The type output `port` gives (PORT_TYPES: a type, or "in:PORT"), or None."""
+        return cls.PORT_TYPES.get(f"out:{port}")
 
     @classmethod
     def is_keyed(cls) -> bool:

@@ -5,6 +5,7 @@ one-line message naming file, line, node and field instead of a half-started pip
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -22,7 +23,7 @@ from yaml.resolver import Resolver
 
 from .hints import did_you_mean
 from .kinds import KindError, is_file_reference, node_file, resolve_kind
-from .node import Node, ParamError, brief, check_param
+from .node import Node, ParamError, brief, check_param, packet_type_text
 
 GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port", "machines", "security"}
 NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus",
@@ -269,6 +270,7 @@ class GraphSpec:
     streams: dict[str, int] = field(default_factory=dict)  # source id -> stream id
     machines: list[str] = field(default_factory=list)  # names only; addresses live in an inventory
     security: dict | None = None  # None: not set; {"mode": "none"} or {"mode": "curve", "dir": path}
+    warnings: list[str] = field(default_factory=list)  # what `check` warns of (the graph runs anyway)
 
     def topological_order(self) -> list[str]:
         return list(nx.topological_sort(self.graph))
@@ -284,7 +286,10 @@ class GraphSpec:
 
 def parse_value(text: str) -> Any:
     """A --set value as YAML would read it (numbers, booleans, lists), else the plain string;
-    read with the graph loader's rules, so an alias bomb on the command line is just text."""
+    read with the graph loader's rules, so an alias bomb on the command line is just text.
+    A lone `-` (stdout, as `records.path=-`) stays the string, not YAML's list of one null."""
+    if text.strip() == "-":
+        return "-"
     try:
         return load_yaml(text)
     except yaml.YAMLError:
@@ -299,6 +304,22 @@ def _file_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def package_root() -> Path:
+    """The folder that holds the bundled graphs/ (and models/, data/): the checkout's root, or
+    the installed package itself in a wheel (setup.cfg maps them into it)."""
+    package = Path(__file__).resolve().parent
+    return package if (package / "graphs").is_dir() else package.parent
+
+
+def bundled_graph(path: Path) -> Path:
+    """`path` as given when it exists (or is absolute); else the package's copy of it
+    (`graphs/demo.yaml` from any folder), when there is one."""
+    if path.is_absolute() or path.exists():
+        return path
+    bundled = package_root() / path
+    return bundled if bundled.is_file() else path
+
+
 def read_graph_text(path: Path, file: str) -> str:
     """The text of a graph file, or SpecError. Only a regular file of at most MAX_FILE_BYTES
     is read: a FIFO would block for ever and /dev/zero would fill memory, so the type and
@@ -306,7 +327,8 @@ def read_graph_text(path: Path, file: str) -> str:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise SpecError("graph file not found", file) from None
+        raise SpecError(f"graph file not found (nor in the package: {package_root() / path})"
+                        if not path.is_absolute() else "graph file not found", file) from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise SpecError(f"cannot read graph file: {getattr(exc, 'strerror', None) or exc}", file) from None
     if not stat.S_ISREG(info.st_mode):
@@ -335,7 +357,7 @@ def load_graph(path: str | Path, overrides: list[str] | None = None, allow_outsi
 
     `allow_outside`: let `uses:` name node files outside the graph file's folder and the
     current directory (a node file is code, and checking a graph imports it)."""
-    path = Path(path)
+    path = bundled_graph(Path(path))
     file = str(path)
     text = read_graph_text(path, file)
     try:
@@ -345,6 +367,8 @@ def load_graph(path: str | Path, overrides: list[str] | None = None, allow_outsi
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable YAML"])[0]
+        if "nesting depth" in problem:  # libyaml's own limit (PyYAML >= 6.0.4) can come before ours
+            raise SpecError(f"YAML nested more than {MAX_DEPTH} levels deep", file, mark.line + 1 if mark else None) from None
         raise SpecError(f"YAML syntax error: {problem}", file, mark.line + 1 if mark else None) from None
     return build_spec(doc, file, path.parent, overrides or [], allow_outside)
 
@@ -627,12 +651,50 @@ def _wire(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
             raise SpecError(f"no input is wired; kind '{node.uses}' takes: {', '.join(kind.INPUTS)}", file, _line(raw), node_id, "inputs")
     if nx.is_directed_acyclic_graph(graph):  # linear; find_cycle from every node would re-walk shared descendants
         _check_streams(spec, raw_by_id, file)
+        _check_types(spec, raw_by_id, file)
         return
     on_cycles = set().union(*(c for c in nx.strongly_connected_components(graph) if len(c) > 1))
     cycle = nx.find_cycle(graph, source=next(n for n in spec.nodes if n in on_cycles))
     path = " -> ".join([e[0] for e in cycle] + [cycle[-1][1]])
     first = cycle[-1][1]
     raise SpecError(f"the graph has a cycle: {path}", file, _line(raw_by_id[first], "inputs"), first, "inputs")
+
+
+def _check_types(spec: GraphSpec, raw_by_id: dict, file: str) -> None:
+    """A warning (spec.warnings, and a line on the `posegraph.runner` log) for every input
+    wired to an output whose declared type (Node.PORT_TYPES) it does not take. Not an
+    error: types are optional and a kind may take more than it says."""
+    given: dict[tuple[str, str], frozenset | None] = {}  # (producer, port) -> the types it gives; None: unknown
+    for producer in nx.topological_sort(spec.graph):  # "in:PORT" outputs: what that input gets, known by now
+        node = spec.nodes[producer]
+        for port in node.kind.OUTPUTS:
+            declared = node.kind.gives(port)
+            if not isinstance(declared, str) or declared == "any":
+                types = None
+            elif declared.startswith("in:"):
+                inp = node.inputs.get(declared[3:])
+                parts = [given[source] for source in inp.sources] if inp else [None]
+                types = None if any(t is None for t in parts) else frozenset().union(*parts)
+            else:
+                types = frozenset({declared})
+            given[producer, port] = types
+
+    log = logging.getLogger("posegraph.runner")
+    for node_id, node in spec.nodes.items():
+        inputs_raw = raw_by_id[node_id].get("inputs") or {}
+        for port, inp in node.inputs.items():
+            takes = node.kind.takes(port)
+            if not takes or "any" in takes:
+                continue
+            for producer, producer_port in inp.sources:
+                types = given[producer, producer_port]
+                if not types or types <= set(takes):
+                    continue
+                head = file + (f":{line}" if (line := _line(inputs_raw, port)) is not None else "")
+                text = one_line(f"{head}: node '{node_id}' input '{port}' takes {' or '.join(map(packet_type_text, takes))} "
+                                f"but '{producer}/{producer_port}' gives {' or '.join(map(packet_type_text, sorted(types)))}")
+                spec.warnings.append(text)
+                log.warning(f"warning: {text}")
 
 
 def _sources(spec: GraphSpec, node: NodeSpec, port, refs, file: str, line: int | None) -> list[tuple[str, str]]:

@@ -5,7 +5,9 @@ It never touches frames. It hears each process over the control channel
 (`go`) and what the whole graph is doing (the live table, once a second), restarts a
 process that died (with back-off, up to the node's `max_restarts`), and stops the whole
 graph with a one-line cause when it cannot go on. A graph never waits forever on a node
-that is gone. What the terminal shows is posegraph.terminal's job.
+that is gone. What the terminal shows is posegraph.terminal's job; the node processes'
+stderr (and, when it is the table's terminal, their stdout) comes to it through a pipe
+per process, read in a thread of its own (posegraph.logs.WorkerOutput).
 
 Ctrl-C and SIGTERM are this module's from the moment `run` starts until it returns: a
 stop before every node is open kills the processes at once (there is nothing to drain),
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -41,6 +44,7 @@ from .shm import SHM_DIR
 from .spec import GraphSpec
 from .terminal import Terminal
 
+PUBLISH_SOON = 4        # publishes a second at most, when nodes report new metrics
 DRAIN_SECONDS = 3.5      # after Ctrl-C, sources stop and the graph drains for this long
 KILL_WAIT_SECONDS = 1.0  # then whatever is left is killed; the total stays under 5 s
 RUN_DIR_PREFIX = "pg-"
@@ -130,7 +134,8 @@ def _describe_exit(code: int) -> str:
 class Supervisor:
     def __init__(self, spec: GraphSpec, max_frames: int = 0, duration: float | None = None,
                  metrics_path: str | None = None, live: bool | None = None, out=sys.stderr,
-                 machine: str | None = None, inventory: dict[str, str] | None = None, keys=None):
+                 machine: str | None = None, inventory: dict[str, str] | None = None, keys=None,
+                 verbosity: int | None = None):
         self.spec = spec
         self.machine = machine      # None: the whole graph on this computer
         self.inventory = inventory  # machine -> address, for a multi-machine run
@@ -139,7 +144,8 @@ class Supervisor:
         self.duration = duration
         self.metrics_path = metrics_path
         self.out = out
-        self.terminal = Terminal(self, out, out.isatty() if live is None else live)
+        self.terminal = Terminal(self, out, out.isatty() if live is None else live, verbosity)
+        self.output = logs.WorkerOutput(self.terminal.worker_line)
         self.run_id = new_run_id()
         self.run_dir: str | None = None  # made in run(), once Ctrl-C is ours to handle
         self.procs: dict[tuple[str, int], Proc] = {}
@@ -152,15 +158,26 @@ class Supervisor:
         self.started_at: float | None = None
         self.ready_at: float | None = None
         self.next_publish = 0.0
+        self.last_publish = 0.0
+        self.metrics_changed = False  # a node reported since the last publish
 
     # ----- processes -------------------------------------------------------------------
     def _spawn(self, proc: Proc) -> None:
         proc.ready = proc.done = proc.exited = False
         proc.identity = None
-        # a process group of its own: a terminal's Ctrl-C reaches the runner only, which
-        # stops the graph in order (a node still importing would die with a traceback)
-        proc.popen = subprocess.Popen([sys.executable, "-m", "posegraph.worker", proc.config_path, str(proc.incarnation)],
-                                      stdin=subprocess.DEVNULL, process_group=0)
+        name = proc.instance.name
+        ends = [self.output.pipe(name, "stderr")]  # read by the runner: prefixed, filtered, above the table
+        if self.terminal.captures_stdout:
+            ends.append(self.output.pipe(name, "stdout"))
+        try:
+            # a process group of its own: a terminal's Ctrl-C reaches the runner only, which
+            # stops the graph in order (a node still importing would die with a traceback)
+            proc.popen = subprocess.Popen([sys.executable, "-m", "posegraph.worker", proc.config_path, str(proc.incarnation)],
+                                          stdin=subprocess.DEVNULL, stderr=ends[0], stdout=ends[1] if len(ends) > 1 else None,
+                                          process_group=0)
+        finally:
+            for end in ends:  # the process has its copies; the reader sees the end when it exits
+                os.close(end)
 
     def _claim_run(self) -> None:
         """Make this run's folder and mark it and its pools as ours, after removing what
@@ -270,6 +287,7 @@ class Supervisor:
                     self.control.send(identity, control.GO)
             elif kind == control.METRICS:
                 proc.reports[proc.incarnation] = msg
+                self.metrics_changed = True
             elif kind == control.DONE:
                 proc.done = True
             elif kind == control.ERROR:
@@ -351,7 +369,11 @@ class Supervisor:
         return rows
 
     def _publish(self) -> None:
-        """Once a second: the live table to every process (ctx.graph_metrics) and to the terminal."""
+        """The live table to every process (ctx.graph_metrics, e.g. the fps a `render` node
+        draws) and to the terminal: once a second, and soon after nodes report (at most
+        PUBLISH_SOON times a second), so that a node hears new numbers without waiting
+        another second."""
+        self.metrics_changed = False
         nodes = self.node_metrics()
         table = {"graph": self.spec.name, "machine": self.machine, "nodes": nodes,
                  "kinds": {n: self.spec.nodes[n].uses for n in nodes}}
@@ -369,6 +391,7 @@ class Supervisor:
                "nodes": {n: {k: m[k] for k in NODE_FIELDS} | {"bad_messages": m["bad_messages"], "lost": m["lost"],
                                                                "counters": m["counters"], "streams": m["streams"],
                                                                "peers": m["peers"]}
+                         | ({"status": m["status"]} if m["status"] else {})
                          for n, m in nodes.items()}}
         Path(self.metrics_path).parent.mkdir(parents=True, exist_ok=True)
         Path(self.metrics_path).write_text(json.dumps(doc, indent=2))
@@ -399,33 +422,49 @@ class Supervisor:
             elif self.said_interrupts == 2:
                 log.warning("stopping at once (interrupted again)")
 
+    def _runner_line(self, line: str, level: int) -> None:
+        """A line of the runner's own log: on the terminal (with -q, info lines only in the log file)."""
+        if self.terminal.quiet and level < logging.WARNING:
+            self.terminal.to_log_file(line)
+        else:
+            self.terminal.note(line)
+
     def run(self) -> int:
         """Run the graph to the end; return the process exit code."""
-        handler = logs.setup(self.out)
+        handler = logs.setup(write=self._runner_line)
         # from here until the end, Ctrl-C / SIGTERM only ask for a stop: never an exception
         # in the middle of starting or cleaning up
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         code = 0
         try:
+            self.terminal.start()
             try:
-                self._start_all()
-                self.terminal.start()
-                self._loop()
-                self._on_control()
-            except GraphFailed as exc:
-                log.error(f"error: {exc}")
-                code = 1
-                self._signal(self.procs.values(), signal.SIGTERM)
-                time.sleep(0.2)
-                self._kill_all()
-            finally:
-                if self.procs:
+                try:
+                    self._start_all()
+                    self.terminal.show()
+                    self._loop()
+                    self._on_control()
+                except GraphFailed as exc:
+                    where = self.terminal.log_path
+                    log.error(f"error: {exc}" + (f" (the nodes' output: {where})" if where else ""))
+                    code = 1
+                    self._signal(self.procs.values(), signal.SIGTERM)
+                    time.sleep(0.2)
                     self._kill_all()
-                    self.write_metrics()
-                self.terminal.stop(show_table=code == 0 and self.ready_at is not None)
-                self._cleanup()
-            if code == 0:
-                code = self._check_losses()
+                finally:
+                    try:
+                        if self.procs:
+                            self._kill_all()
+                            self.write_metrics()
+                        self.output.close()  # what the nodes said last comes before the final table
+                        self.terminal.stop(ran=self.ready_at is not None, ok=code == 0)
+                    finally:
+                        self._cleanup()
+                if code == 0:
+                    self._report_drops()
+                    code = self._check_losses()
+            finally:
+                self.terminal.finish(self.node_metrics() if self.procs else None)
         finally:
             for s, previous in old.items():
                 signal.signal(s, previous)
@@ -436,6 +475,14 @@ class Supervisor:
         """Whether every queue on the way to `node_id` is `block` (drops are by design otherwise)."""
         nodes = nx.ancestors(self.spec.graph, node_id) | {node_id}
         return all(i.policy == "block" for n in nodes for i in self.spec.nodes[n].inputs.values())
+
+    def _report_drops(self) -> None:
+        """A line for every node whose `latest` queue dropped frames of a live source, so a
+        run that skipped frames by design still says so at its end."""
+        for node_id, m in self.node_metrics().items():
+            if m["drops"]:
+                log.warning(f"note: node '{node_id}' dropped {m['drops']} frame(s) of a live source to keep up "
+                            f"(a `latest` queue); what comes after it lacks them")
 
     def _check_losses(self) -> int:
         """A warning line for every lossless node that lost frames, and exit code 1 then:
@@ -468,8 +515,9 @@ class Supervisor:
             if self.stop_reason is not None and (self.interrupts > 1 or now - self.stop_started > DRAIN_SECONDS):
                 self._stop_by_force()
                 return
-            if now >= self.next_publish:
+            if now >= self.next_publish or (self.metrics_changed and now >= self.last_publish + 1.0 / PUBLISH_SOON):
                 self._publish()
+                self.last_publish = now
                 self.next_publish = now + 1.0
 
     def _go(self, now: float) -> None:

@@ -21,6 +21,7 @@ KIND_SYNC = "y"       # producer -> a consumer that said hello: the first seq of
 
 FLAG_EMPTY = 1        # the producer had nothing for this seq (e.g. no person found)
 FLAG_DROPPED = 2      # the seq was dropped upstream (a `latest` queue overflowed)
+FLAG_LIVE = 4         # from a live source (a camera): a `latest` queue may drop it when it falls behind
 
 BACK_HELLO = "h"      # consumer -> producer: I am ready (again); resend what I have not released
 BACK_ACK = "b"        # consumer -> producer: consumed and/or released (stream, seq) on a link
@@ -149,7 +150,7 @@ def decode_header(raw: bytes | memoryview) -> Header:
 
 def _check_data(header: dict) -> None:
     _check_int(header.get("t"), "t", 0, 1 << 63)
-    _check_int(header.get("x"), "x", 0, FLAG_EMPTY | FLAG_DROPPED)
+    _check_int(header.get("x"), "x", 0, FLAG_EMPTY | FLAG_DROPPED | FLAG_LIVE)
     if type(header.get("b")) is not bool:
         raise WireError("header field 'b' must be a boolean")
     meta = header.get("m")

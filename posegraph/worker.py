@@ -27,6 +27,11 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    for stream in (sys.stdout, sys.stderr):  # pipes the runner reads (posegraph.logs.WorkerOutput): each line as it is said
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
     config_path, incarnation = argv[0], int(argv[1])
     config = InstanceConfig.load(config_path)
     _die_with_parent(config.runner_pid)

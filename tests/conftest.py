@@ -20,6 +20,21 @@ SUPPORT = Path(__file__).resolve().parent / "support"
 sys.path.insert(0, str(SUPPORT))
 
 
+def video_frames(path) -> list:
+    """Every frame of a video file, as OpenCV decodes it (BGR arrays)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
 class GraphRun(testing.GraphRun):
     """A runner on a graph written from text: TESTS, TESTDIR and TMP in it name
     tests/support, tests/ and this test's temporary folder; run from the repository root

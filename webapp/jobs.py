@@ -1,7 +1,7 @@
 """The job queue: one worker thread runs the jobs one at a time, each as a real runner
 subprocess (its own process group) on the uploaded clip, so uploads queue rather than collide.
 
-A job lives in JOBS_DIR/<32 hex>/: input<ext> (the upload), annotated.webm, records.jsonl,
+A job lives in JOBS_DIR/<32 hex>/: input<ext> (the upload), annotated.mp4, records.jsonl,
 metrics.json, runner.log and job.json (its state, so finished jobs survive a restart).
 Progress is the number of lines in records.jsonl over the clip's frame count, polled ~4x a
 second; a job is done when the runner exits 0, failed with its last error line otherwise.
@@ -29,10 +29,11 @@ from posegraph.webapp.uploads import GRAPHS
 JOB_ID = re.compile(r"[0-9a-f]{32}\Z")
 # the only files served from a job's folder: name -> content type
 RESULT_FILES = {
-    "annotated.webm": "video/webm",
+    "annotated.mp4": "video/mp4",  # H.264, index first: plays in every browser while it downloads
     "records.jsonl": "application/x-ndjson; charset=utf-8",
     "metrics.json": "application/json",
     "runner.log": "text/plain; charset=utf-8",
+    "annotated.webm": "video/webm",  # what jobs made before the H.264 video wrote: still served
 }
 FINAL = ("done", "failed")
 STOP_GRACE_S = 6.0  # the runner drains and exits within 5 s of SIGTERM
@@ -212,10 +213,10 @@ class JobQueue:
         def value(path: Path) -> str:  # --set values are read as YAML: a JSON string stays a string
             return json.dumps(str(path))
 
-        return [self.python, str(PROJECT_ROOT / "runner.py"), str(PROJECT_ROOT / GRAPHS[job.graph][0]), "--no-live",
+        return [self.python, "-m", "posegraph", str(PROJECT_ROOT / GRAPHS[job.graph][0]), "--no-live",
                 "--set", f"camera.source={value(folder / job.input)}",
-                "--set", f"video.path={value(folder / 'annotated.webm')}",
-                "--set", "video.codec=VP80",
+                "--set", f"video.path={value(folder / 'annotated.mp4')}",
+                "--set", "video.codec=h264",
                 "--set", f"records.path={value(folder / 'records.jsonl')}",
                 "--metrics", str(folder / "metrics.json")]
 

@@ -155,11 +155,12 @@ def result_page(job: dict, summary: dict | None, svg: str | None) -> bytes:
         rep_rows = '<tr><td colspan="2" class="muted">this graph counts no repetitions</td></tr>'
     class_rows = "".join(f'<tr><td>{escape(name)}</td><td>{count}</td></tr>' for name, count in (summary or {}).get("classes", {}).items())
     body = f"""{head}
-<video id="result-video" controls preload="metadata" src="/jobs/{jid}/files/annotated.webm"></video>
-<p><a id="download-video" href="/jobs/{jid}/files/annotated.webm?download=1" download="annotated.webm">download annotated.webm</a> &middot;
+<video id="result-video" controls preload="metadata" src="/jobs/{jid}/files/annotated.mp4"></video>
+<p><a id="download-video" href="/jobs/{jid}/files/annotated.mp4?download=1" download="annotated.mp4">download annotated.mp4</a> &middot;
 <a id="download-jsonl" href="/jobs/{jid}/files/records.jsonl?download=1" download="records.jsonl">download records.jsonl</a> (one JSON record per frame)</p>
 <h2>Timeline</h2>
 {svg or ''}
+<p class="muted" id="timeline-key">"warming up": a person is in the frame but the classifier has no answer yet (its window of frames is still filling); "no pose": no person was found.</p>
 <h2>Repetitions</h2>
 <table id="reps"><tr><th>class</th><th>repetitions</th></tr>{rep_rows}</table>
 <h2>Frames per class</h2>

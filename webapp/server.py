@@ -2,12 +2,14 @@
 
 Routes:
   GET  /                          upload page
-  POST /api/jobs?graph=G&name=F   the video as the raw request body -> 201 {job}; 400/411/413 {"error"}
+  POST /api/jobs?graph=G&name=F   the video as the raw request body -> 201 {job}; 400/403/411/413/415 {"error"}
+  POST /api/jobs                  or as multipart/form-data (curl -F file=@clip.mp4 -F graph=G): field `file`,
+                                  optional `graph` and `name` (default: the file's own name), or in the query
   GET  /api/jobs                  every job, newest first
   GET  /api/jobs/ID               one job's state (and, when done, its summary: frames, classes, reps)
   GET  /api/jobs/ID/events        server-sent events: the job's state on every change, until done/failed
   GET  /jobs/ID                   result page (progress while the job is queued or running)
-  GET  /jobs/ID/files/NAME        annotated.webm, records.jsonl, metrics.json, runner.log (byte ranges;
+  GET  /jobs/ID/files/NAME        annotated.mp4, records.jsonl, metrics.json, runner.log (byte ranges;
                                   ?download=1 for an attachment); nothing else is ever served
 """
 from __future__ import annotations
@@ -24,7 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 from posegraph.webapp import pages
 from posegraph.webapp.jobs import FINAL, RESULT_FILES, Job, JobQueue
 from posegraph.webapp.timeline import load_records, summary, timeline_svg
-from posegraph.webapp.uploads import UploadError, check_graph, check_length, check_name, probe_video, receive
+from posegraph.webapp.uploads import (Body, UploadError, check_graph, check_length, check_name, multipart_boundary,
+                                      probe_video, receive, receive_multipart)
 
 ID = r"([0-9a-f]{32})"
 DRAIN_LIMIT = 64 << 20   # a refused body up to this size is read and discarded, so the client sees the answer
@@ -101,19 +104,56 @@ class Handler(BaseHTTPRequestHandler):
             for key, values in params.items():
                 if len(values) > 1:
                     raise UploadError(f"query parameter {key!r} is given more than once")
-            graph = check_graph(params.get("graph", [""])[0])
-            name = params.get("name", [""])[0]
-            ext = check_name(name)
+            boundary = multipart_boundary(self.headers.get("Content-Type"))
+            if boundary is None:
+                graph = check_graph(params.get("graph", [""])[0])
+                name = params.get("name", [""])[0]
+                ext = check_name(name)
+            else:   # a form: what its query says is checked now, what the form says once it is read
+                for key, check in (("graph", check_graph), ("name", check_name)):
+                    if key in params:
+                        check(params[key][0])
             self._check_origin()
             length = check_length(self.headers.get("Content-Length"), self.server.max_bytes,
-                                  chunked="chunked" in self.headers.get("Transfer-Encoding", "").lower())
+                                  chunked="chunked" in self.headers.get("Transfer-Encoding", "").lower(),
+                                  multipart=boundary is not None)
         except UploadError:
             self._drain()   # nothing of the body is kept; reading it lets the client read our answer
             raise
+        if boundary is not None:
+            return self._create_from_form(params, boundary, length)
         job_id, folder = self.queue.new_dir()
         target = folder / f"input{ext}"
         try:
             receive(self.rfile, length, target, self.server.max_bytes)
+            frames = probe_video(target)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)   # a refused upload leaves nothing behind
+            raise
+        job = self.queue.submit(Job(id=job_id, graph=graph, name=name, input=target.name, frames_total=frames))
+        self._json(201, job, {"Location": job["url"]})
+
+    def _create_from_form(self, params: dict, boundary: str, length: int) -> None:
+        """A multipart/form-data upload: the `file` part streams to disk; `graph` and `name`
+        come from the form or the query (not both); the name defaults to the file's own."""
+        job_id, folder = self.queue.new_dir()
+        body = Body(self.rfile, length)
+        try:
+            try:
+                fields, filename, _ = receive_multipart(body, boundary, folder / "upload.part", self.server.max_bytes)
+            except UploadError:
+                self._drain(body.left)   # the rest of a refused form, so the client reads the answer
+                raise
+            for key in ("graph", "name"):
+                if key in fields and key in params:
+                    raise UploadError(f"{key!r} is given twice, in the query and in the form")
+            graph = check_graph(fields.get("graph", params.get("graph", [""])[0]))
+            name = fields.get("name", params.get("name", [filename or ""])[0])
+            if not name:
+                raise UploadError("the form's file has no file name (curl -F file=@clip.mp4 sends it; or add -F name=clip.mp4)")
+            ext = check_name(name)
+            target = folder / f"input{ext}"
+            (folder / "upload.part").rename(target)
             frames = probe_video(target)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)   # a refused upload leaves nothing behind
@@ -127,13 +167,15 @@ class Handler(BaseHTTPRequestHandler):
         if origin and origin != "null" and urlsplit(origin).netloc != self.headers.get("Host", ""):
             raise UploadError(f"uploads from another site ({origin}) are refused", 403)
 
-    def _drain(self) -> None:
-        """Read and discard a refused request's body (up to DRAIN_LIMIT), so that closing the
-        connection does not reset it before the client has read the answer."""
+    def _drain(self, left: int | None = None) -> None:
+        """Read and discard a refused request's body (up to DRAIN_LIMIT; `left`: what is still
+        unread of a body read in part), so that closing the connection does not reset it
+        before the client has read the answer."""
         self.close_connection = True
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        chunked = left is None and "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         try:
-            left = DRAIN_LIMIT if chunked else int(self.headers.get("Content-Length") or 0)
+            if left is None:
+                left = DRAIN_LIMIT if chunked else int(self.headers.get("Content-Length") or 0)
         except ValueError:
             return
         if left <= 0 or left > DRAIN_LIMIT:

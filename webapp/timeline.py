@@ -1,6 +1,10 @@
 """A job's records.jsonl as an inline SVG timeline: the recognised class of each frame as
 coloured bands along the time axis (and the classifier's own answer when it gives one), the
-repetition counts as a step line, and a legend naming every class."""
+repetition counts as a step line, and a legend naming every class.
+
+A frame with no class is "no pose" when no person was found in it (its record has no
+landmarks), and "warming up" when one was but the classifier has no answer yet: a
+windowed classifier (LSTM, TCN, DTW) gives none until its window of frames has filled."""
 from __future__ import annotations
 
 import bisect
@@ -9,6 +13,8 @@ from html import escape
 from pathlib import Path
 
 NO_POSE = "no pose"
+WARMING_UP = "warming up"
+UNCLASSIFIED = {NO_POSE: "#dddddd", WARMING_UP: "#f3e3b5"}   # the bands of frames without a class
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 REPS_COLOURS = ["#111111", "#b30000", "#004d99"]
 WIDTH, LEFT, RIGHT, ROW, GAP = 960, 120, 20, 34, 10
@@ -28,15 +34,21 @@ def load_records(path: Path) -> list[dict]:
             continue
         if isinstance(rec, dict):
             records.append({"pts_ms": rec.get("pts_ms"), "class": rec.get("class"), "label": rec.get("label"),
-                            "reps": rec.get("reps") if isinstance(rec.get("reps"), dict) else None})
+                            "reps": rec.get("reps") if isinstance(rec.get("reps"), dict) else None,
+                            "pose": bool(rec.get("landmarks")) or bool(rec.get("people"))})
     return records
+
+
+def shown(rec: dict, key: str = "class") -> str:
+    """What the timeline calls a frame's class (key "class") or the classifier's answer ("label")."""
+    return rec[key] or (WARMING_UP if rec.get("pose") else NO_POSE)
 
 
 def summary(records: list[dict]) -> dict:
     """Frames, frames per class, and the repetition counts of the last record that has them."""
     classes: dict[str, int] = {}
     for rec in records:
-        name = rec["class"] or NO_POSE
+        name = shown(rec)
         classes[name] = classes.get(name, 0) + 1
     reps = next((rec["reps"] for rec in reversed(records) if rec["reps"] is not None), None)
     return {"frames": len(records), "classes": classes, "reps": reps}
@@ -68,16 +80,16 @@ def timeline_svg(records: list[dict]) -> str:
     def x(i: float) -> float:
         return round(LEFT + i * plot_w / n, 2)
 
-    classes = [rec["class"] or NO_POSE for rec in records]
-    labels = [rec["label"] for rec in records]
-    has_labels = any(label is not None for label in labels)
-    order = list(dict.fromkeys(classes + ([label or NO_POSE for label in labels] if has_labels else [])))
-    named = [c for c in order if c != NO_POSE]
+    classes = [shown(rec) for rec in records]
+    has_labels = any(rec["label"] is not None for rec in records)
+    labels = [shown(rec, "label") for rec in records] if has_labels else []
+    order = list(dict.fromkeys(classes + labels))
+    named = [c for c in order if c not in UNCLASSIFIED]
     colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(named)}
-    colour[NO_POSE] = "#dddddd"
+    colour.update(UNCLASSIFIED)
 
     parts, y = [], 8
-    rows = [("class", classes)] + ([("classifier says", [label or NO_POSE for label in labels])] if has_labels else [])
+    rows = [("class", classes)] + ([("classifier says", labels)] if has_labels else [])
     for title, values in rows:
         parts.append(f'<text x="{LEFT - 8}" y="{y + ROW / 2 + 4}" text-anchor="end" class="row">{escape(title)}</text>')
         for first, end, value in _runs(values):

@@ -1,9 +1,15 @@
-"""BlazePose through MediaPipe's legacy `solutions.pose` API, as a small library.
+"""BlazePose through MediaPipe's legacy `solutions.pose` API, as a small library: the reference.
 
-Why a module of its own: the pose node and offline tools (the KNN-samples training
-command runs it on still images) must get identical landmarks, so both call `BlazePose`.
-No engine imports here. mediapipe itself is imported only by `import_mediapipe()` (or by
-creating a `BlazePose`), so importing this module stays cheap.
+The `pose` kind's default no longer runs this: model blazepose runs the same models and the
+same tracking and smoothing on LiteRT (posegraph/pose/backends/blazepose_litert.py,
+`LiteRTBlazePose`, the same constructor, `detect()` and packet), since `mp.solutions.pose`
+exists only in mediapipe <= 0.10.21 wheels (Python 3.9-3.12). `BlazePose` here stays as the
+reference it is compared with (model blazepose-mediapipe, the comparison tests), wherever
+mediapipe can be imported.
+
+This module also holds what the BlazePose backends share (MODELS_DIR, LANDMARK_MODELS,
+LAYOUT, ModelMissingError, native_stderr_filtered), so it imports nothing heavy: mediapipe
+itself is imported only by `import_mediapipe()` (or by creating a `BlazePose`).
 
 Why the legacy API: Google's reference landmarks (data/google_pose_reference) were made
 with it, and it keeps tracking state (ROI from the previous frame, landmark smoothing)
@@ -95,6 +101,7 @@ def mediapipe_dir() -> Path:
 def ensure_landmark_model(model_complexity: int) -> Path:
     """Make sure the landmark model for `model_complexity` is where MediaPipe loads it from.
 
+    (MediaPipe reference only; the LiteRT backends read every model from models/ directly.)
     Why: the mediapipe wheel bundles only the full model (complexity 1); for 0 and 2 its
     `Pose` would download the lite/heavy file from Google at run time, which must never
     happen (no network, unpinned bytes). The project ships both in models/; copy the

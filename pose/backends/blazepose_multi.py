@@ -1,17 +1,20 @@
-"""Multi-person BlazePose: the two TFLite models from the mediapipe wheel, run with ai-edge-litert.
+"""Multi-person BlazePose: MediaPipe's two BlazePose TFLite models, run with ai-edge-litert.
 
 A library (no Node). `MultiBlazePose.detect()` finds every person in one image; `track()`
 follows people through a video, running the person detector only when needed.
 
-Why not mediapipe's own graph: `mp.solutions.pose` returns one person only. The same
-models (pose_detection.tflite + pose_landmark_{lite,full,heavy}.tflite) are run here
+Why not mediapipe's own graph: `mp.solutions.pose` returns one person only (and exists only
+in mediapipe <= 0.10.21, Python <= 3.12). The same models (pose_detection.tflite +
+pose_landmark_{lite,full,heavy}.tflite, all shipped in the project's models/) are run here
 directly, with the pre/post-processing of mediapipe 0.10.21's pose graphs rewritten in
 numpy/OpenCV. The constants are the wheel's (not those of older public .pbtxt copies):
-detector score >= 0.5, weighted NMS IoU 0.3, ROI from detector keypoints 0/1 scaled 1.25.
-On Google's pose.jpg this matches `mp.solutions.pose` to well under a pixel.
+detector score >= 0.5, weighted NMS IoU 0.3, ROI from detector keypoints 0/1 scaled 1.25,
+heatmap refinement kernel 9 (see REFINE_KERNEL). On Google's pose.jpg this matches
+`mp.solutions.pose` to 0.01 px mean, 0.04 px at worst.
 
-Neither mediapipe nor TensorFlow is imported: only the wheel's folder is located
-(posegraph.pose.backends.blazepose.mediapipe_dir) and the models are run by ai_edge_litert's Interpreter.
+Neither mediapipe nor TensorFlow is imported, nor needed: the models are read from models/
+and run by ai_edge_litert's Interpreter. posegraph/pose/backends/blazepose_litert.py builds the
+single-person tracked path (MediaPipe's pose graph with its landmark smoothing) on these steps.
 
 Coordinates: `px` is [x_px, y_px, z_px, visibility] with z scaled like x (z_px = norm z * width,
 the convention of posegraph/pose/packets.py), `norm` is MediaPipe's normalised units, `world` is
@@ -25,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from posegraph.pose.backends.blazepose import (LANDMARK_MODELS, LAYOUT, MODELS_DIR, NUM_LANDMARKS, ModelMissingError,
-                                               mediapipe_dir, native_stderr_filtered)
+from posegraph.pose.backends import blazepose as _shared  # MODELS_DIR read at call time (tests point it elsewhere)
+from posegraph.pose.backends.blazepose import (LANDMARK_MODELS, LAYOUT, NUM_LANDMARKS, ModelMissingError,
+                                               native_stderr_filtered)
 
 # ----- constants of mediapipe 0.10.21's pose graphs (read from the wheel) -----------------------
 DETECTOR_SIZE = 224
@@ -36,31 +40,42 @@ ANCHOR_STRIDES = (8, 16, 32, 32, 32)  # SsdAnchors: 5 layers, 2 anchors per cell
 NMS_IOU = 0.3  # weighted NMS, intersection over union
 ROI_SCALE = 1.25
 ROI_TARGET_ANGLE = math.pi / 2
-REFINE_KERNEL = 7
+# The wheel's graph text says kernel_size 7 for RefineLandmarksFromHeatmapCalculator, but its
+# compiled graph refines as the options' default, 9: measured against mp.solutions.pose 0.10.21,
+# kernel 9 matches to 0.01 px mean (0.04 max) on pose.jpg, kernel 7 only to 0.15 (1.03 max).
+REFINE_KERNEL = 9
 REFINE_MIN_CONFIDENCE = 0.5
 NUM_RAW_LANDMARKS = 39  # 33 body + 2 auxiliary (33: hip centre, 34: scale point) + 4 unused
 
 
 # ----- model files -----------------------------------------------------------------------------
+DETECTOR_MODEL = "pose_detection.tflite"
+
+
+def _bundled(name: str) -> Path | None:
+    path = Path(_shared.MODELS_DIR) / name
+    return path if path.is_file() and path.stat().st_size > 0 else None
+
+
 def detector_model_path() -> Path:
-    path = mediapipe_dir() / "modules" / "pose_detection" / "pose_detection.tflite"
-    if not path.is_file():
-        raise ModelMissingError(f"the person detector {path} is missing (pip install mediapipe==0.10.21)")
+    """The person detector, from the project's models/ (the mediapipe package is never needed)."""
+    path = _bundled(DETECTOR_MODEL)
+    if path is None:
+        raise ModelMissingError(f"the BlazePose person detector {DETECTOR_MODEL} is missing from {_shared.MODELS_DIR} "
+                                f"(it ships with the repository; restore it with git)")
     return path
 
 
 def landmark_model_path(model_complexity: int) -> Path:
-    """The landmark model for 0 (lite), 1 (full, in the wheel) or 2 (heavy): the wheel's
-    modules/pose_landmark/ first, then the project's models/."""
+    """The landmark model for 0 (lite), 1 (full) or 2 (heavy), from the project's models/."""
     if model_complexity not in LANDMARK_MODELS:
         raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
     name = LANDMARK_MODELS[model_complexity]
-    candidates = [mediapipe_dir() / "modules" / "pose_landmark" / name, MODELS_DIR / name]
-    for path in candidates:
-        if path.is_file() and path.stat().st_size > 0:
-            return path
-    raise ModelMissingError(f"model_complexity {model_complexity} needs {name}, found in none of "
-                            f"{', '.join(str(p.parent) for p in candidates)}")
+    path = _bundled(name)
+    if path is None:
+        raise ModelMissingError(f"model_complexity {model_complexity} needs {name}, which is missing from "
+                                f"{_shared.MODELS_DIR} (it ships with the repository; restore it with git)")
+    return path
 
 
 class _Model:
@@ -211,6 +226,25 @@ def _inverse_map(cx, cy, side_x, side_y, rotation, size) -> np.ndarray:
                      [s * ax, c * ay, cy - 0.5 * (s * side_x + c * side_y)]], np.float64)
 
 
+def warp_roi(image: np.ndarray, cx: float, cy: float, width: float, height: float, rotation: float, size: int,
+             border: int) -> np.ndarray:
+    """The rotated rectangle (centre, width x height px, rotation rad) of `image` resampled onto
+    a size x size crop, bilinear, as MediaPipe's ImageToTensorCalculator (OpenCV converter) does
+    it: the rectangle's float32 corners (cv2.boxPoints) -> getPerspectiveTransform onto the
+    crop's corners -> warpPerspective. Same geometry as `_inverse_map` + warpAffine, but the
+    same fixed-point sample positions as MediaPipe: it brings the landmarks from 0.04 px to
+    0.01 px of mp.solutions.pose on pose.jpg, and keeps tracked ROIs from drifting apart."""
+    import cv2
+
+    f32 = np.float32
+    rect = ((float(f32(cx)), float(f32(cy))), (float(f32(width)), float(f32(height))),
+            float(f32(rotation * 180.0 / math.pi)))
+    corners = cv2.boxPoints(rect).astype(np.float32)
+    target = np.float32([[0, size], [0, 0], [size, 0], [size, size]])  # boxPoints' order: bottom-left first
+    matrix = cv2.getPerspectiveTransform(corners, target)
+    return cv2.warpPerspective(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+
+
 def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = REFINE_KERNEL,
                         min_confidence: float = REFINE_MIN_CONFIDENCE) -> np.ndarray:
     """RefineLandmarksFromHeatmap: per landmark, the sigmoid-weighted mean cell of the kernel
@@ -244,7 +278,9 @@ class PersonLandmarks:
     score: the detector score when this frame's ROI came from the detector, else the presence;
     presence: the landmark model's pose flag; box: (x0, y0, x1, y1) px, min/max of the 33
     landmarks (not clipped to the image); roi: the crop used; next_roi: the ROI for the next
-    frame from aux landmarks 33/34; track_id: stable across `track()` calls."""
+    frame from aux landmarks 33/34; track_id: stable across `track()` calls; aux: float64 2 x 4,
+    the raw aux landmarks 33 (hip centre) and 34 (scale point) as px rows; landmark_presence:
+    float32 (33,), each landmark's presence probability (MediaPipe's `presence`)."""
     px: np.ndarray
     norm: np.ndarray
     world: np.ndarray
@@ -258,6 +294,8 @@ class PersonLandmarks:
     detection_score: float | None = None
     track_id: int = -1
     source: str = "detection"  # or "tracking"
+    aux: np.ndarray | None = None
+    landmark_presence: np.ndarray | None = None
 
     def packet(self) -> dict:
         """This person as a landmarks packet (posegraph/pose/packets.py)."""
@@ -284,7 +322,7 @@ class MultiBlazePose:
     max_people: most people returned (the detector's best first);
     min_detection_confidence: detector score threshold (mediapipe's default 0.5);
     min_presence: the landmark model's pose flag threshold (mediapipe's min_tracking_confidence);
-    model_complexity: 0 lite, 1 full (in the wheel), 2 heavy (models/);
+    model_complexity: 0 lite, 1 full, 2 heavy (all in models/);
     detect_every: in `track()`, rerun the detector at least every this many frames even when
         max_people are tracked (0: only when fewer are tracked or one was lost);
     association_iou: in `track()`, a fresh detection whose ROI overlaps a tracked ROI by more
@@ -306,9 +344,10 @@ class MultiBlazePose:
         self.detect_every = int(detect_every)
         self.association_iou = float(association_iou)
         self.model_complexity = int(model_complexity)
-        self.detector = _Model(detector_model_path(), threads, ("Identity", "Identity_1"))
+        # the landmark model first: when files are missing, the error names the param that picks it
         self.landmarker = _Model(landmark_model_path(self.model_complexity), threads,
                                  ("Identity", "Identity_1", "Identity_3", "Identity_4"))
+        self.detector = _Model(detector_model_path(), threads, ("Identity", "Identity_1"))
         self.anchors = ssd_anchors()
         assert len(self.anchors) == NUM_ANCHORS
         self.timing = Timing()
@@ -397,16 +436,18 @@ class MultiBlazePose:
             return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def detect_rois(self, rgb: np.ndarray) -> list[tuple[float, Roi]]:
-        """(detector score, ROI in pixels) per detected person of an RGB image, best first."""
+    def detect_rois(self, rgb: np.ndarray, bgr: bool = False) -> list[tuple[float, Roi]]:
+        """(detector score, ROI in pixels) per detected person of an RGB image, best first.
+        bgr=True: the image is BGR; only the small warped crop is turned to RGB (the same
+        tensor, since the bilinear warp treats each channel alone)."""
         cv2 = self._cv2
         t0 = time.perf_counter()
         height, width = rgb.shape[:2]
         long_side = max(width, height)
         # letterbox: the whole image padded to a centred square, corners onto the tensor corners
-        matrix = _inverse_map(width / 2, height / 2, long_side, long_side, 0.0, DETECTOR_SIZE)
-        crop = cv2.warpAffine(rgb, matrix, (DETECTOR_SIZE, DETECTOR_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        crop = warp_roi(rgb, width / 2, height / 2, long_side, long_side, 0.0, DETECTOR_SIZE, cv2.BORDER_CONSTANT)
+        if bgr:
+            crop = crop[..., ::-1]
         tensor = (crop.astype(np.float32) / 127.5 - 1.0)[None]
         out = self.detector(tensor)
         self.detector_runs += 1
@@ -421,17 +462,18 @@ class MultiBlazePose:
         self.timing.detector_ms = (time.perf_counter() - t0) * 1000
         return rois
 
-    def _landmarks(self, rgb: np.ndarray, roi: Roi) -> PersonLandmarks | None:
-        """The landmark model on one ROI; None when its pose flag is below min_presence."""
+    def _landmarks(self, rgb: np.ndarray, roi: Roi, bgr: bool = False) -> PersonLandmarks | None:
+        """The landmark model on one ROI; None when its pose flag is below min_presence.
+        bgr=True: the image is BGR (see detect_rois)."""
         cv2 = self._cv2
         t0 = time.perf_counter()
         height, width = rgb.shape[:2]
         try:
             if not (roi.side > 0 and math.isfinite(roi.side) and math.isfinite(roi.cx) and math.isfinite(roi.cy)):
                 return None
-            matrix = _inverse_map(roi.cx, roi.cy, roi.side, roi.side, roi.rotation, LANDMARK_SIZE)
-            crop = cv2.warpAffine(rgb, matrix, (LANDMARK_SIZE, LANDMARK_SIZE),
-                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            crop = warp_roi(rgb, roi.cx, roi.cy, roi.side, roi.side, roi.rotation, LANDMARK_SIZE, cv2.BORDER_REPLICATE)
+            if bgr:
+                crop = crop[..., ::-1]
             out = self.landmarker((crop.astype(np.float32) / 255.0)[None])
             presence = float(out["Identity_1"].reshape(-1)[0])  # already a probability
             if presence < self.min_presence:
@@ -448,6 +490,8 @@ class MultiBlazePose:
             px[:, 2] = xyz[:, 2] * roi.side
             px[:, 3] = visibility
             next_roi = roi_from_points(px[33, :2], px[34, :2])
+            aux = px[33:35].copy()
+            landmark_presence = _sigmoid(raw[:NUM_LANDMARKS, 4]).astype(np.float32)
             px = px[:NUM_LANDMARKS]
             norm = px / (width, height, width, 1.0)
             w = out["Identity_4"].reshape(NUM_RAW_LANDMARKS, 3)[:NUM_LANDMARKS].astype(np.float64)
@@ -459,6 +503,7 @@ class MultiBlazePose:
             box = (float(px[:, 0].min()), float(px[:, 1].min()), float(px[:, 0].max()), float(px[:, 1].max()))
             return PersonLandmarks(px.astype(np.float32), norm.astype(np.float32), world.astype(np.float32),
                                    score=presence, presence=presence, box=box, roi=roi, next_roi=next_roi,
-                                   width=int(width), height=int(height))
+                                   width=int(width), height=int(height), aux=aux,
+                                   landmark_presence=landmark_presence)
         finally:
             self.timing.landmark_ms.append((time.perf_counter() - t0) * 1000)

@@ -89,7 +89,7 @@ class KeypointModel:
         out = self.interpreter.get_output_details()[0]
         want = (1, self.size, self.size, self.channels)
         if tuple(int(v) for v in inp["shape"]) != want:
-            raise CustomModelError(f"{tflite}: input shape {tuple(inp['shape'])}, model.json says {want}")
+            raise CustomModelError(f"{tflite}: input shape {tuple(int(d) for d in inp['shape'])}, model.json says {want}")
         if int(np.prod(out["shape"])) != 2 * len(self.names):
             raise CustomModelError(f"{tflite}: {int(np.prod(out['shape']))} outputs for {len(self.names)} keypoints")
         self.input_index, self.output_index = inp["index"], out["index"]

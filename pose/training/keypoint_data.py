@@ -7,7 +7,7 @@ Where labels come from:
                    {"video": "clip.mp4", "frame": 12, "clip": "id", "points": {name: [x, y]}}]}
   or CSV with a header `image,frame,clip,<name>_x,<name>_y,...` (frame and clip optional,
   an empty cell is a keypoint not labelled). Paths are relative to the labels file; pixels.
-- pseudo-labels (`pseudo_label`): MediaPipe BlazePose run on the user's clips (tracking
+- pseudo-labels (`pseudo_label`): BlazePose (LiteRT, as the pose node runs it) on the user's clips (tracking
   through each video, as the `pose` node does) and images; a frame is dropped when nobody
   is found or a requested keypoint's visibility is below `min_visibility`, and every drop
   is counted per clip and reason in the returned report.
@@ -274,7 +274,7 @@ def pseudo_label(inputs, names, min_visibility: float = 0.5, every: int = 1, mod
     """BlazePose labels for `names` on every `every`-th frame of the clips (and every image)
     under `inputs`. Returns (samples, report): report = {"kept", "dropped": {reason: n},
     "per_clip": {clip: {"kept", "no_person", "low_visibility": {name: n}}}}."""
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose
 
     files = find_inputs(inputs)
     index = np.array([lm.index(n) for n in names])

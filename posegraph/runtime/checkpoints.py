@@ -93,14 +93,31 @@ class Checkpoints:
                 if not isinstance(value, (str, bytes, int, float, bool, type(None)))}
 
     def _dumps(self, kept: dict) -> bytes:
-        held = self._node_attributes()
         buffer = io.BytesIO()
-        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.persistent_id = lambda obj: held.get(id(obj))
-        pickler.dump(kept)
+        _Pickler(buffer, self._node_attributes()).dump(kept)
         return buffer.getvalue()
 
     def _loads(self, blob: bytes) -> dict:
-        unpickler = pickle.Unpickler(io.BytesIO(blob))
-        unpickler.persistent_load = lambda name: getattr(self.keyed.node, name)
-        return unpickler.load()
+        return _Unpickler(io.BytesIO(blob), self.keyed.node).load()
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a state with what the node holds (`held`: id -> attribute name) referred to by name."""
+
+    def __init__(self, file, held: dict[int, str]):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.held = held
+
+    def persistent_id(self, obj):
+        return self.held.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    """Loads a state, the node's own attributes taken back from the node (a local file only)."""
+
+    def __init__(self, file, node):
+        super().__init__(file)
+        self.node = node
+
+    def persistent_load(self, name):
+        return getattr(self.node, name)

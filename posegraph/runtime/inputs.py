@@ -309,7 +309,7 @@ class Inputs:
             self._drop_key(key, None)
             return
         link = self.port_links[port]
-        if link.policy == "latest" and len(waiting) > link.size:
+        if link.policy == "latest" and len(waiting) > link.size and rec.flags & wire.FLAG_LIVE:
             self._drop_key(waiting[0], "drops")
         if key not in self.doomed and len(entry) == len(self.ports):
             self._queue_if_next(key)

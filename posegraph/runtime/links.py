@@ -64,12 +64,15 @@ class OutLink(_LinkEnd):
         # stream A waiting for hop.0).
         self.unconsumed: collections.Counter = collections.Counter()
         self.eos: dict[int, list] = {}  # stream -> frames of the EOS message sent
+        self.live_streams: set[int] = set()  # streams whose packets come from a live source
 
     def has_room(self, stream: int) -> bool:
         """Whether the consumer said hello and may take one more packet of `stream`. A `block`
         link holds at most `size` unprocessed packets per stream; a `latest` consumer drops
-        its oldest itself, so it gets a generous slack that only keeps memory finite."""
-        limit = self.size + (LATEST_SLACK if self.policy == "latest" else 0)
+        the oldest of a live stream itself, so such a stream gets a generous slack that only
+        keeps memory finite. Packets of a stream that is not live (a file) are never dropped:
+        a `latest` link holds them back like a `block` link."""
+        limit = self.size + (LATEST_SLACK if self.policy == "latest" and stream in self.live_streams else 0)
         return self.ready and self.unconsumed[stream] < limit
 
     def carries(self, stream: int, seq: int) -> bool:

@@ -77,10 +77,12 @@ class Outputs:
         except zmq.Again:
             pass  # the consumer is gone; it gets this again when it says hello
 
-    def emit(self, stream: int, seq: int, t: int, results: dict, flags_all: int = 0, track: bool = True) -> None:
+    def emit(self, stream: int, seq: int, t: int, results: dict, flags_all: int = 0, track: bool = True,
+             live: bool = False) -> None:
         """Send one packet per link for (stream, seq). With `track`, the results are counted
         in `pending` (plus this call's own hold, dropped by `settle`), so `on_released`
-        says when every one of them was released downstream.
+        says when every one of them was released downstream. `live`: the packets come from a
+        live source, so a `latest` consumer may drop them.
 
         Each packet sent is counted at once, not after the loop: waiting for credit on a
         later link serves acknowledgements, and a release that arrived for an earlier
@@ -93,7 +95,8 @@ class Outputs:
                 self._send_sync(link, stream, self.done_below[stream])  # before now must skip what is done
         for port, links in self.by_port.items():
             value = None if flags_all else results.get(port)
-            self._emit_port(port, links, key, t, value, flags_all or (wire.FLAG_EMPTY if value is None else 0), track)
+            flags = (flags_all or (wire.FLAG_EMPTY if value is None else 0)) | (wire.FLAG_LIVE if live else 0)
+            self._emit_port(port, links, key, t, value, flags, track)
         self.slots.release_own()
         self.next_out[stream] = seq + 1  # only now: a SYNC sent while waiting above must not claim this seq
 
@@ -113,6 +116,8 @@ class Outputs:
             frames = [wire.encode_data(link.id, self.replica, self.inc, stream, seq, t, flags, bare, meta, specs)] + buffers
             for pool, slot in slots:
                 pool.retain(slot)
+            if flags & wire.FLAG_LIVE:
+                link.live_streams.add(stream)
             link.outstanding[key] = Entry(frames, slots)
             link.unconsumed[stream] += 1
             if track:

@@ -136,7 +136,7 @@ class NodeProcess:
         self.next_metrics = now + METRICS_PERIOD
         self._hear_supervisor()
         self._report(control.METRICS, counters=self.ctx.counters, progress=self.progress,
-                     peers=self.sockets.peer_states(), **self.meter.report())
+                     peers=self.sockets.peer_states(), status=self.ctx.status_text, **self.meter.report())
 
     def _hear_supervisor(self) -> None:
         for message in self.control.receive():
@@ -249,6 +249,7 @@ class NodeProcess:
 
     def _run_source(self) -> None:
         stream, limit, outputs = self.config.stream, self.config.max_frames, self.outputs
+        self.meter.count_sleeps()  # a source's pacing sleep is not its work: proc ms leaves it out
         while not (self.go and outputs.all_ready()) and not self.stop_requested:  # every node is open
             self._pump(0.02)
             self._hear_supervisor()
@@ -264,7 +265,7 @@ class NodeProcess:
                 break
             t = self.ctx.capture_ns or time.time_ns()
             self.meter.frames_in += 1
-            outputs.emit(stream, seq, t, results, track=False)
+            outputs.emit(stream, seq, t, results, track=False, live=self.ctx.live)
             self.meter.latency(t)
             seq += 1
             self.marks[stream] = seq
@@ -313,13 +314,14 @@ class NodeProcess:
             stale = self.inputs.stale_reads(recs)
             if stale:
                 self.ctx.count("stale_slot_reads", stale)
-        self._send_results(key, recs, results, wire.FLAG_DROPPED if dropped else 0, t)
+        live = any(rec.flags & wire.FLAG_LIVE for rec in recs)  # what comes of a live frame is live too
+        self._send_results(key, recs, results, wire.FLAG_DROPPED if dropped else 0, t, live)
         self.inputs.fired(key)
 
-    def _send_results(self, key, recs, results: dict, flags: int, t: int) -> None:
+    def _send_results(self, key, recs, results: dict, flags: int, t: int, live: bool = False) -> None:
         outputs = self.outputs
         if outputs.links:
-            outputs.emit(key[0], key[1], t, results, flags)
+            outputs.emit(key[0], key[1], t, results, flags, live=live)
         outputs.slots.forwardable.clear()
         if t and not flags:
             self.meter.latency(t)

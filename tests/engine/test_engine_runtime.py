@@ -94,12 +94,23 @@ def test_latest_queue_drops_and_counts_while_block_loses_nothing(graph_run, tmp_
     drops = latest.metrics["nodes"]["sink"]["drops"]
     assert drops > 0 and len(seqs) + drops == 200
     assert seqs == sorted(seqs) and seqs[-1] == 199 and all(r["stamp_ok"] for r in latest.records())
+    assert f"note: node 'sink' dropped {drops} frame(s) of a live source" in latest.stderr
 
     (tmp_path / "sink.jsonl").unlink()
     block = graph_run(chain(count=200, sink_params=", delay_ms: 4"))
     assert block.wait() == 0, block.stderr
     assert_complete_in_order(block.records(), 200)
     assert block.metrics["nodes"]["sink"]["drops"] == 0
+
+
+def test_a_latest_queue_keeps_every_frame_of_a_source_that_is_not_live(graph_run):
+    run = graph_run(chain(count=200, sink_params=", delay_ms: 4").replace(
+        "inputs: {frame: hop2/frame}", "inputs: {frame: hop2/frame}\n    queue: {frame: {policy: latest, size: 1}}")
+        .replace("count: 200", "count: 200, live: false"))
+    assert run.wait() == 0, run.stderr
+    assert_complete_in_order(run.records(), 200)
+    assert run.metrics["nodes"]["sink"]["drops"] == 0
+    assert "dropped" not in run.stderr
 
 
 def test_sigkill_of_a_node_mid_stream_is_restarted_and_nothing_is_lost(graph_run):

@@ -269,7 +269,7 @@ CASES: dict[str, Case] = {
               widht: 320
         """),
         "widht: 320", "source", "params.widht",
-        ("unknown param", "(did you mean 'width'?)", "this kind takes: count, fps, height, width")),
+        ("unknown param", "(did you mean 'width'?)", "this kind takes: count, fps, height, live, width")),
     "param_of_wrong_type": Case(
         g("""
         name: t
@@ -987,7 +987,7 @@ def test_node_transport_and_port_are_checked(tmp_path):
 def test_unknown_param_suggests_width_and_lists_the_params(tmp_path):
     err = reject(tmp_path, "unknown_param")
     assert err.line == 6
-    assert err.detail == "unknown param (did you mean 'width'?); this kind takes: count, fps, height, width"
+    assert err.detail == "unknown param (did you mean 'width'?); this kind takes: count, fps, height, live, width"
 
 
 def test_param_of_the_wrong_type_says_what_was_expected(tmp_path):
@@ -1131,7 +1131,7 @@ def test_set_on_an_unknown_node_suggests_the_closest_id(tmp_path):
 
 def test_set_of_an_unknown_param_suggests_the_closest_param(tmp_path):
     err = reject(tmp_path, "set_unknown_param")
-    assert err.detail == "unknown param (did you mean 'width'?); this kind takes: count, fps, height, width"
+    assert err.detail == "unknown param (did you mean 'width'?); this kind takes: count, fps, height, live, width"
 
 
 def test_set_with_a_value_of_the_wrong_type_is_rejected(tmp_path):
@@ -1153,7 +1153,7 @@ def test_shipped_synthetic_graph_is_valid():
     spec = load_graph(ROOT / "graphs" / "synthetic.yaml")
     assert list(spec.nodes) == ["source", "hop1", "hop2", "sink"]
     assert spec.topological_order() == ["source", "hop1", "hop2", "sink"]
-    assert spec.nodes["source"].params == {"width": 1280, "height": 720, "count": 300, "fps": 0.0}
+    assert spec.nodes["source"].params == {"width": 1280, "height": 720, "count": 300, "fps": 0.0, "live": True}
     assert spec.nodes["sink"].uses == "null"
 
 
@@ -1192,7 +1192,7 @@ def test_valid_graph_gets_defaults_queues_and_replicas(tmp_path):
     assert spec.nodes["hop"].replicas == 4 and spec.nodes["hop"].restart == "never"
     assert (spec.nodes["hop"].inputs["frame"].policy, spec.nodes["hop"].inputs["frame"].size) == ("block", 8)
     assert (spec.nodes["sink"].inputs["frame"].policy, spec.nodes["sink"].inputs["frame"].size) == ("latest", 1)
-    assert spec.nodes["source"].params == {"width": 64, "height": 480, "count": 100, "fps": 0.0}
+    assert spec.nodes["source"].params == {"width": 64, "height": 480, "count": 100, "fps": 0.0, "live": True}
     assert spec.nodes["sink"].line == 3 and spec.nodes["source"].line == 13
 
 
@@ -1597,3 +1597,9 @@ def test_every_shipped_graph_passes_check(tmp_path):
         done = subprocess.run([sys.executable, str(ROOT / "runner.py"), "check", str(graph), *extra],
                               capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0, (graph.name, done.stderr)
+
+
+def test_a_lone_dash_on_the_command_line_is_the_string_stdout_not_a_yaml_list():
+    from posegraph.spec import parse_value
+
+    assert parse_value("-") == "-" and parse_value("- 1") == [1] and parse_value("5") == 5

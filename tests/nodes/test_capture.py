@@ -105,7 +105,7 @@ def test_a_truncated_file_ends_the_stream_with_a_warning_not_a_hang(graph_run, t
 @pytest.mark.parametrize("source, message", [
     ("MISSING", "no such file or folder: 'MISSING'"),
     ("CORRUPT", "cannot read video file 'CORRUPT' (not a video, corrupt or truncated)"),
-    (7, "cannot open camera 7 (no such device, or it gives no frames); to run this graph on a file: --set camera.source=path/to/video.mp4"),
+    (7, "cannot open camera 7 (no such device, or it gives no frames); to run this graph on a file (every frame kept): --set camera.source=path/to/video.mp4, or: posegraph run path/to/video.mp4"),
     ("rtsp://127.0.0.1:9/none", "cannot open stream 'rtsp://127.0.0.1:9/none'"),
     ("EMPTYDIR", "folder 'EMPTYDIR' holds no images"),
 ])

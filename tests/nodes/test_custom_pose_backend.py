@@ -265,7 +265,7 @@ nodes:
 """)
         return path
 
-    cases = (([graph("bogus")], "'bogus' is not one of blazepose, posenet, movenet-lightning, movenet-thunder, "
+    cases = (([graph("bogus")], "'bogus' is not one of blazepose, blazepose-mediapipe, posenet, movenet-lightning, movenet-thunder, "
                                 "movenet-multipose or custom:PATH"),
              ([graph("posenet"), "--set", "pose.model=bogus"], "'bogus' is not one of"),
              ([graph("'custom: '")], "custom: needs a path, e.g. custom:models/my_keypoints"))

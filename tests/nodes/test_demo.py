@@ -91,14 +91,14 @@ def test_the_webcam_graph_without_a_camera_says_how_to_point_it_at_a_file(tmp_pa
                            "--set", f"records.path={tmp_path / 'r.jsonl'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     error = _one_error_and_nothing_left(done)
     assert error.startswith("error: node 'camera' field 'params.source': cannot open camera 0")
-    assert error.endswith("to run this graph on a file: --set camera.source=path/to/video.mp4")
+    assert error.endswith("to run this graph on a file (every frame kept): --set camera.source=path/to/video.mp4, "
+                          "or: posegraph run path/to/video.mp4")
 
 
-def test_the_webcam_graph_runs_on_a_file_with_set(tmp_path):
+def test_the_webcam_graph_on_a_file_with_set_keeps_every_frame_despite_its_latest_queue(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "runner.py"), str(ROOT / "graphs" / "webcam_knn.yaml"), "--no-live",
                            "--set", f"camera.source={CLIP}", "--set", f"records.path={tmp_path / 'r.jsonl'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "DISPLAY": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    seqs = [r["seq"] for r in records]
-    assert seqs == sorted(seqs) and seqs[-1] == 64  # `latest` may drop frames before pose, never the newest
+    assert [r["seq"] for r in records] == list(range(65))  # a file is not live: `latest` drops none of its frames

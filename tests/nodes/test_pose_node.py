@@ -10,6 +10,7 @@ This module also defines the two small node kinds the graph test wires in (`Imag
 `Recorder`), so it imports nothing heavy at module level.
 """
 import filecmp
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,9 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from posegraph import EndOfStream, Node, NodeOpenError, Param
 from posegraph.testing import NodeHarness
+
+NEEDS_MEDIAPIPE = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
+                                     reason="MediaPipe (the reference backend: the [reference] extra) has no wheel for this Python")
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
@@ -103,7 +108,7 @@ def check_packet(lm, width, height):
 
 # ----- tests --------------------------------------------------------------------------------
 def test_still_image_matches_googles_reference_and_world_landmarks():
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose  # the default path
 
     ref, image = reference(), read_image()
     with BlazePose(static_image_mode=True, model_complexity=1) as pose:
@@ -125,7 +130,7 @@ def test_still_image_matches_googles_reference_and_world_landmarks():
 def test_tracking_on_squats_video_matches_googles_reference():
     import cv2
 
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose  # the default path
 
     expected = np.asarray(json.loads((REF / "pose_squats.full.json").read_text()))
     expected_world = np.asarray(json.loads((REF / "pose_squats_3d.full.json").read_text()))
@@ -153,6 +158,7 @@ def test_tracking_on_squats_video_matches_googles_reference():
     assert world_mean < 0.05, msg
 
 
+@NEEDS_MEDIAPIPE
 def test_lite_and_heavy_models_come_from_models_folder_and_find_the_person():
     from posegraph.pose.backends import blazepose
 
@@ -207,6 +213,7 @@ def test_missing_model_is_copied_or_named_and_the_node_says_which_param(tmp_path
     assert sorted(p.name for p in installed.parent.iterdir()) == ["pose_landmark_lite.tflite"], "temporary file left"
 
 
+@NEEDS_MEDIAPIPE
 def test_import_mediapipe_keeps_tensorflow_and_pyplot_out_but_available():
     code = """
 import sys
@@ -303,7 +310,7 @@ def test_pose_tracks_each_stream_separately():
             expected = run(alone, [stream])[stream]
         np.testing.assert_array_equal(together[stream], expected, err_msg=f"stream {stream}")
     # what the test guards against: one tracker fed both streams lands several px off
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose  # the default path
 
     with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as shared:
         mixed = np.asarray([shared.detect(streams[stream][i])["px"] for i in range(len(frames)) for stream in (0, 5)])

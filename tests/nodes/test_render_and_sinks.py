@@ -329,7 +329,7 @@ def test_render_corner_cases_and_speed_at_720x1280():
                           "landmarks": inputs["landmarks"]})["frame"]  # landmarks mapped to 640x480
     assert small["image"].shape == (480, 640, 3)
     assert node.process({"frame": read_only(np.zeros((4, 4, 3), np.float32))}) == {}
-    assert node.counters == {"bad_frames": 1} and len(node.logs) == 1
+    assert node.counters["bad_frames"] == 1 and node.counters["fps_shown"] >= 1 and len(node.logs) == 1
 
     start, rounds = time.perf_counter(), 100
     for _ in range(rounds):
@@ -364,6 +364,55 @@ def test_video_and_jsonl_corner_cases(tmp_path):
     record = json.loads(line)  # strict JSON: no NaN
     assert record["landmarks"][0][0] is None and record["landmarks"][1] == [1.23, 1.23, 1.23, 1.23]
     assert record["votes"] is None and record["reps"] is None and record["pts_ms"] is None
+
+
+def top_level_atoms(path):
+    """The MP4 boxes at the top of the file, in order: (type, size)."""
+    atoms, data = [], Path(path).read_bytes()
+    at = 0
+    while at + 8 <= len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8].decode("latin-1")
+        if size == 1:  # 64-bit size
+            size = int.from_bytes(data[at + 8:at + 16], "big")
+        atoms.append((kind, size))
+        if size < 8:
+            break
+        at += size
+    return atoms
+
+
+def test_video_writes_h264_yuv420p_mp4_with_its_index_first_and_every_frame(tmp_path):
+    """The default codec: an MP4 that browsers play (H.264, yuv420p, moov before mdat so it
+    starts before it has downloaded), one frame per input, lasting frames / fps."""
+    import av
+    from posegraph.nodes.sinks import VideoFile
+    from posegraph.pose.media import WriteError, check_video_writer
+
+    frames = 65
+    levels = [30 + (37 * i) % 200 for i in range(frames)]  # each frame's gray level says which it is
+    path = tmp_path / "plays.mp4"
+    with NodeHarness(VideoFile, {"path": str(path)}) as node:  # default codec and fps 0
+        for seq, level in enumerate(levels):
+            frame = None if seq == 30 else read_only(np.full((121, 161, 3), level, np.uint8))  # odd size
+            node.process({"frame": {"image": frame, "pts_ms": 200.0 * seq, "index": seq}}, seq=seq)
+    kinds = [kind for kind, _ in top_level_atoms(path)]
+    assert kinds[0] == "ftyp" and "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        assert (context.name, context.format.name, context.width, context.height) == ("h264", "yuv420p", 160, 120)
+        assert stream.frames == frames and float(stream.average_rate) == pytest.approx(5.0)
+        assert float(stream.duration * stream.time_base) == pytest.approx(13.0)  # 65 frames at 5 fps
+        decoded = [frame.to_ndarray(format="bgr24") for frame in container.decode(stream)]
+    levels[30] = levels[29]  # the empty packet repeats the frame before
+    assert len(decoded) == frames
+    assert [round(float(image.mean())) for image in decoded] == pytest.approx(levels, abs=3)
+
+    with pytest.raises(WriteError) as wrong:  # H.264 does not go in WebM
+        check_video_writer(str(tmp_path / "x.webm"), "h264")
+    assert wrong.value.param == "codec" and "\n" not in str(wrong.value)
+    check_video_writer(str(tmp_path / "x.webm"), "vp9")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plays.mp4"]  # no probe, no journal left
 
 
 # ----- several streams into one sink: one output each ----------------------------------------------

@@ -53,9 +53,9 @@ def test_learned_mode_counts_every_class_and_reports_the_recognised_one(model_fi
             scores = None if i < 9 else {"scores": {"unknown": 8.0, "squat": 2.0} if i < 20 else
                                          {"unknown": 1.0, "squat": 9.0}}
             outs.append(node.process({"scores": scores, "landmarks": landmarks(frame, i)})["count"])
-    assert outs[0] == {"reps": {"squat": 0, "plank": 0}, "class": "unknown", "entered": False}
+    assert outs[0] == {"reps": {"squat": 0, "plank": 0}, "class": "unknown", "entered": False, "recognised": []}
     assert outs[19]["class"] == "unknown" and outs[19]["reps"]["squat"] == 1  # counted before it was recognised
-    assert outs[-1] == {"reps": {"squat": 2, "plank": 0}, "class": "squat", "entered": True}
+    assert outs[-1] == {"reps": {"squat": 2, "plank": 0}, "class": "squat", "entered": True, "recognised": ["squat"]}
 
 
 def test_learned_mode_keeps_counts_without_a_person_and_people_apart(model_file):
@@ -72,7 +72,7 @@ def test_learned_mode_keeps_counts_without_a_person_and_people_apart(model_file)
             out = node.process({"scores": scores, "landmarks": people})
     one, two = out["count"], out["count"]["people_meta"][1]
     assert one["reps"] == {"squat": 2, "plank": 0} and one["class"] == "squat"
-    assert two == {"reps": {"squat": 0, "plank": 0}, "class": "plank", "entered": False}
+    assert two == {"reps": {"squat": 0, "plank": 0}, "class": "plank", "entered": False, "recognised": ["plank"]}
 
 
 def test_people_without_world_landmarks_are_skipped_and_said_once(model_file):
@@ -80,7 +80,7 @@ def test_people_without_world_landmarks_are_skipped_and_said_once(model_file):
     with NodeHarness(Reps, {"model": str(model_file)}) as node:
         for _ in range(5):
             out = node.process({"scores": {"scores": {"squat": 9.0}}, "landmarks": coco})
-    assert out["count"] == {"reps": {"squat": 0, "plank": 0}, "class": "squat", "entered": False}
+    assert out["count"] == {"reps": {"squat": 0, "plank": 0}, "class": "squat", "entered": False, "recognised": ["squat"]}
     assert node.counters["no_world"] == 5
     assert sum("without world landmarks" in line for line in node.logs) == 1
 

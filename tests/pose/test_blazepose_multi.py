@@ -1,8 +1,9 @@
-"""posegraph/pose/backends/blazepose_multi.py: multi-person BlazePose from the mediapipe wheel's two TFLite models.
+"""posegraph/pose/backends/blazepose_multi.py: multi-person BlazePose from MediaPipe's two BlazePose TFLite models.
 
-Checked against Google's reference landmarks for pose.jpg, against the single-person path
-(posegraph/pose/backends/blazepose.py, mediapipe's own graph), on a COCO photo with three people, on the squats
-clip in tracking mode, and the detector decode / weighted NMS on synthetic tensors.
+Checked against Google's reference landmarks for pose.jpg, against MediaPipe's own graph
+(posegraph/pose/backends/blazepose.py; skipped where mediapipe cannot be imported), on a COCO photo with
+three people, on the squats clip in tracking mode against the single-person LiteRT path
+(posegraph/pose/backends/blazepose_litert.py), and the detector decode / weighted NMS on synthetic tensors.
 Error measure for the px checks: mean Euclidean distance over the 33 landmarks.
 """
 import json
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import video_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "data" / "google_pose_reference"
@@ -55,16 +58,7 @@ def multi():
 
 @pytest.fixture(scope="module")
 def squats():
-    import cv2
-
-    capture = cv2.VideoCapture(str(VIDEO))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = video_frames(VIDEO)
     assert len(frames) == 65
     return frames
 
@@ -86,17 +80,21 @@ def test_pose_jpg_matches_google_reference_within_4_px(multi, image):
     assert multi.detect(np.zeros_like(image)) == [], "an all-black image has no person"
 
 
-def test_pose_jpg_matches_the_single_person_path(multi, image):
-    from posegraph.pose.backends.blazepose import BlazePose
+def test_pose_jpg_matches_mediapipes_own_graph(multi, image):
+    try:
+        from posegraph.pose.backends.blazepose import BlazePose, import_mediapipe
 
+        import_mediapipe()
+    except ImportError as exc:
+        pytest.skip(f"mediapipe cannot be imported here ({exc}); the MediaPipe reference needs mediapipe==0.10.21")
     with BlazePose(static_image_mode=True, model_complexity=1) as single:
         lm = single.detect(image)
     p = multi.detect(image)[0]
     err = euclid(p.px, lm["px"])
     msg = f"pose.jpg vs mp.solutions.pose: Euclidean mean {err.mean():.3f} px, max {err.max():.3f} px"
     print(msg)
-    assert err.mean() < 0.5, msg  # notes: 0.15
-    assert err.max() < 2.0, msg
+    assert err.mean() < 0.05, msg  # measured 0.005 (heatmap kernel 9 and MediaPipe's perspective warp)
+    assert err.max() < 0.1, msg  # measured 0.010
     assert np.abs(p.px[:, 2] - lm["px"][:, 2]).mean() < 1.0, "z_px scaled like the single-person packet"
     np.testing.assert_allclose(p.px[:, 3], lm["px"][:, 3], atol=0.02)  # visibility
     np.testing.assert_allclose(p.world, lm["world"], atol=0.005)
@@ -126,10 +124,10 @@ def test_three_people_found_in_coco_241(multi):
 
 
 def test_tracking_follows_the_roi_and_skips_the_detector(squats):
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose
     from posegraph.pose.backends.blazepose_multi import MultiBlazePose
 
-    with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=False) as single:
+    with LiteRTBlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=False) as single:
         expected = [single.detect(frame)["px"] for frame in squats]
     errors = []
     with MultiBlazePose(max_people=1, detect_every=30) as tracker:
@@ -150,7 +148,7 @@ def test_tracking_follows_the_roi_and_skips_the_detector(squats):
     print(msg)
     assert runs == 3, msg  # frames 0, 30 and 60 (max_people tracked, nobody lost)
     assert errors[0] < 0.5, msg  # frame 0 is a detection: same ROI as mediapipe
-    # later frames: mediapipe always one-euro smooths the aux landmarks behind its ROI; this tracks unsmoothed
+    # later frames: the single-person graph always one-euro smooths the aux landmarks behind its ROI; this tracks unsmoothed
     assert errors.mean() < 6.0 and errors.max() < 10.0, msg
 
     # with room for more people the detector runs every frame, and association keeps it one person

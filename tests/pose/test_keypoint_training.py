@@ -431,7 +431,7 @@ def test_a_high_min_visibility_drops_frames_and_reports_each_keypoint(tmp_path):
     """label-keypoints --min-visibility 0.9: the frames where BlazePose's visibility of a
     requested keypoint is below it are dropped, and the report counts them per keypoint
     exactly as BlazePose's own visibilities (tracked through the clip here) say."""
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose  # what label-keypoints runs
 
     threshold = 0.9
     out = tmp_path / "labels.json"
@@ -569,7 +569,7 @@ def test_label_keypoints_on_a_folder_of_images_groups_clips_by_folder_with_blaze
     assert sorted((s.clip, Path(s.source).name) for s in samples) == [
         ("session_a", "frame_00.png"), ("session_a", "frame_16.png"), ("session_b", "frame_32.png"), ("session_b", "frame_48.png")]
     idx = lm.indices(names)
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose as BlazePose  # what label-keypoints runs
 
     with BlazePose(static_image_mode=True) as pose:  # an independent pass: each image alone, as labelling must do
         for s in samples:

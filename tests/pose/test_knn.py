@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import video_frames
+
 
 from posegraph.nodes.embed import Embed
 from posegraph.pose.features import mlkit_embedding, mlkit_embeddings  # noqa: E402
@@ -174,7 +176,7 @@ def test_knn_node_that_cannot_load_its_samples_names_the_param(tmp_path, monkeyp
     with pytest.raises(NodeOpenError) as err:
         node.open()
     node.close()
-    assert err.value.field == "params.samples" and "missing.csv: no such file" in str(err.value)
+    assert err.value.field == "params.samples" and str(err.value).startswith("no such file: 'missing.csv' (looked in ")
 
 
 # ----- the training command ------------------------------------------------------------------
@@ -184,14 +186,7 @@ def test_knn_samples_command_builds_a_csv_from_images_and_drops_the_no_pose_one(
     from posegraph.commands.knn_samples import main
 
     root = tmp_path / "images"
-    capture = cv2.VideoCapture(str(SQUATS / "pose_squats.mp4"))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = video_frames(SQUATS / "pose_squats.mp4")
     # hips' height in the reference landmarks: standing ~580 px, squatting ~760 px
     for name, picks in (("up", (0, 2, 22, 44)), ("down", (10, 33, 34, 59))):
         (root / name).mkdir(parents=True)

@@ -1,6 +1,8 @@
 """Landmark layouts (names, conversions, mirrors) and the pose features built on them:
 ML Kit's embedding on the bundled samples, joint angles on hand-made skeletons, and
 body-normalised keypoints."""
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,9 @@ from posegraph.pose.features import ANGLE_NAMES, MLKIT_PAIRS, body_embedding, bo
 from posegraph.nodes.embed import Embed
 from posegraph.pose.knn import load_samples
 from posegraph.testing import NodeHarness
+
+NEEDS_MEDIAPIPE = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
+                                     reason="MediaPipe (the reference backend: the [reference] extra) has no wheel for this Python")
 
 SAMPLES = ROOT / "data" / "mlkit" / "fitness_pose_samples.csv"
 WORLD = ROOT / "data" / "google_pose_reference" / "pose_squats_3d.full.json"
@@ -75,6 +80,7 @@ def test_mirroring_a_pose_twice_gives_it_back(samples):
     assert np.allclose(once[lw], [1000 - pose[rw, 0], pose[rw, 1], pose[rw, 2]])
 
 
+@NEEDS_MEDIAPIPE
 def test_skeletons_connect_named_joints_like_mediapipe_and_coco():
     from posegraph.pose.backends.blazepose import import_mediapipe
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 from posegraph import Node, Param
 from posegraph.testing import NodeHarness
 
@@ -197,17 +198,9 @@ def test_multi_person_blazepose_finds_the_three_people_of_coco_241():
 
 
 def street_frames():
-    import cv2
+    from conftest import video_frames  # here: graphs import this file as a node file, without tests/ on the path
 
-    capture = cv2.VideoCapture(str(STREET))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return video_frames(STREET)
 
 
 def test_ids_stay_stable_over_street_avi():
@@ -287,22 +280,26 @@ def test_tracker_keeps_an_id_through_short_misses_and_retires_it_after():
         PeopleTracker(max_missed=-1)
 
 
-def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
-    """model blazepose, max_people 1 (the defaults) is mediapipe's own graph
-    (posegraph.pose.backends.blazepose.BlazePose, tracking), exactly as the node was before the backends: the same
-    landmarks, bit for bit, and the same single-person packet (no ids, score or box)."""
+def test_max_people_1_blazepose_is_the_litert_single_person_path():
+    """model blazepose, max_people 1 (the defaults) is MediaPipe's single-person graph on LiteRT
+    (posegraph.pose.backends.blazepose_litert.LiteRTBlazePose, tracking): the node's landmarks
+    are that backend's, bit for bit, in the old single-person packet (no ids, score or box).
+    model blazepose-mediapipe is MediaPipe's own graph (posegraph.pose.backends.blazepose.BlazePose),
+    bit for bit too, where mediapipe can be imported; it follows one person only."""
     import cv2
 
-    from posegraph.pose.backends.blazepose import BlazePose
+    from posegraph.nodes.pose import Pose
+    from posegraph.pose.backends.blazepose_litert import LiteRTBlazePose
+
+    from posegraph import NodeOpenError
 
     capture = cv2.VideoCapture(str(VIDEO))
     frames = [capture.read()[1] for _ in range(12)]
     capture.release()
     old_params = {"static_image_mode": False, "model_complexity": 1, "smooth_landmarks": True,
                   "min_detection_confidence": 0.5, "min_tracking_confidence": 0.5}
-    with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as pose:
-        expected = [pose.detect(f) for f in frames]
-    for params in (old_params, dict(old_params, model="blazepose", max_people=1)):
+
+    def same(params, expected):
         got = run_pose(params, frames)
         for i, (a, b) in enumerate(zip(got, expected)):
             assert a is not None and b is not None, f"no person in frame {i}"
@@ -310,11 +307,30 @@ def test_max_people_1_blazepose_is_the_unchanged_single_person_path():
             for key in ("px", "norm", "world"):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"frame {i} {key}")
             assert (a["width"], a["height"], a["layout"], a["pts_ms"]) == (720, 1280, "blazepose33", i * 20.0)
-    from posegraph.nodes.pose import Pose
 
+    with LiteRTBlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as pose:
+        expected = [pose.detect(f) for f in frames]
+    for params in ({}, old_params, dict(old_params, model="blazepose", max_people=1)):
+        same(params, expected)
     with NodeHarness(Pose, old_params) as node:  # its backend is made at open
         estimator = node.node.estimator
-        assert type(estimator.spare).__name__ == "BlazePose" and estimator.options.mediapipe_graph
+        assert type(estimator.spare).__name__ == "LiteRTBlazePose"
+        assert estimator.options.single_person_graph and not estimator.options.mediapipe_graph
+    with pytest.raises(NodeOpenError) as info:
+        NodeHarness(Pose, {"model": "blazepose-mediapipe", "max_people": 3}).open()
+    assert info.value.field == "params.max_people", info.value.field
+
+    try:
+        from posegraph.pose.backends.blazepose import BlazePose, import_mediapipe
+
+        import_mediapipe()
+    except ImportError as exc:
+        pytest.skip(f"mediapipe cannot be imported here ({exc}): model blazepose-mediapipe not checked")
+    with BlazePose(static_image_mode=False, model_complexity=1, smooth_landmarks=True) as pose:
+        expected = [pose.detect(f) for f in frames]
+    same(dict(old_params, model="blazepose-mediapipe"), expected)
+    with NodeHarness(Pose, {"model": "blazepose-mediapipe"}) as node:
+        assert type(node.node.estimator.spare).__name__ == "BlazePose" and node.node.estimator.options.mediapipe_graph
 
 
 def test_multi_person_packet_crosses_the_wire_in_a_graph(graph_run):

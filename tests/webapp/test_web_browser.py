@@ -100,3 +100,62 @@ def test_the_browser_page_refuses_a_text_file_renamed_mp4(page, tmp_path):  # no
         assert page.url.rstrip("/") == server.url  # still on the upload page
     finally:
         server.stop()
+
+
+def test_the_video_sinks_mp4_plays_in_chromium_for_the_clips_13_seconds(page, tmp_path):  # noqa: F811
+    """The real `video` sink (default codec: H.264 MP4) on the bundled clip, served over
+    HTTP without byte ranges (its index comes first, so it plays while downloading): Chromium
+    says it can play the file's own codec string, plays it and gives it 65 frames / 5 fps."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    graph = tmp_path / "clip_to_video.yaml"
+    graph.write_text(f"""
+name: clip-to-video
+nodes:
+  - id: camera
+    uses: capture
+    params: {{source: {json_string(ROOT / "data/google_pose_reference/pose_squats.mp4")}}}
+  - id: video
+    uses: video
+    params: {{path: {json_string(tmp_path / "site" / "clip.mp4")}}}
+    inputs: {{frame: camera/frame}}
+""")
+    run = subprocess.run([sys.executable, str(ROOT / "runner.py"), str(graph), "--no-live"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    data = (tmp_path / "site" / "clip.mp4").read_bytes()
+    avcc = data.find(b"avcC")  # the decoder record: version, profile, compatibility, level
+    assert avcc > 0 and data.find(b"moov") < data.find(b"mdat"), "not H.264, or its index is not first"
+    codecs = f"avc1.{data[avcc + 5:avcc + 8].hex().upper()}"
+    (tmp_path / "site" / "index.html").write_text('<video id="v" muted preload="auto" src="clip.mp4"></video>')
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "site")))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
+        for codec in (codecs, "avc1.42E01E"):  # the file's own profile, and Constrained Baseline
+            assert page.evaluate(f"""document.getElementById('v').canPlayType('video/mp4; codecs="{codec}"')"""), codec
+        page.wait_for_function("document.getElementById('v').readyState >= 1 || document.getElementById('v').error",
+                               timeout=30000)
+        assert page.evaluate("document.getElementById('v').error") is None
+        assert abs(page.evaluate("document.getElementById('v').duration") - 13.0) < 0.05  # 65 frames at 5 fps
+        assert page.evaluate("[document.getElementById('v').videoWidth, document.getElementById('v').videoHeight]") == [720, 1280]
+        page.evaluate("document.getElementById('v').play()")
+        page.wait_for_function("document.getElementById('v').currentTime > 1.0", timeout=20000)  # it plays
+        assert page.evaluate("document.getElementById('v').error") is None
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def json_string(path) -> str:
+    """A path as a YAML (JSON) string."""
+    import json
+
+    return json.dumps(str(path))

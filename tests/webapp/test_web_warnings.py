@@ -80,7 +80,7 @@ def test_a_job_whose_video_sink_lost_frames_says_so(server):
     runner = processes_with(str(folder / "records.jsonl"))  # its command line names the job's files
     video = [pid for pid in processes_with("video.0.json") if _ppid(pid) in runner]
     assert len(video) == 1, "the job's video sink was not found"
-    (folder / ".annotated.webm.journal").unlink()
+    (folder / ".annotated.mp4.journal").unlink()
     os.kill(video[0], signal.SIGKILL)
     done = server.events(job["id"])[-1]
     assert done["state"] == "done" and done["exit_code"] == 1, done

@@ -125,11 +125,12 @@ def test_knn_upload_runs_to_result_page(queued_pair, tmp_path):
     assert status == 200
     page = page.decode()
     video = re.search(r'<video id="result-video"[^>]*\bsrc="([^"]+)"', page)
-    assert video and "controls" in video[0] and video[1].endswith("/annotated.webm")
-    status, headers, webm = server.get(video[1])
-    assert status == 200 and headers["Content-Type"] == "video/webm"
-    (tmp_path / "annotated.webm").write_bytes(webm)
-    cap = cv2.VideoCapture(str(tmp_path / "annotated.webm"))
+    assert video and "controls" in video[0] and video[1].endswith("/annotated.mp4")
+    status, headers, mp4 = server.get(video[1])
+    assert status == 200 and headers["Content-Type"] == "video/mp4"
+    assert b"avcC" in mp4 and mp4.find(b"moov") < mp4.find(b"mdat")  # H.264, its index first
+    (tmp_path / "annotated.mp4").write_bytes(mp4)
+    cap = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
     frames = 0
     while cap.read()[0]:
         frames += 1
@@ -151,9 +152,9 @@ def test_knn_upload_runs_to_result_page(queued_pair, tmp_path):
     assert shown == records[-1]["reps"] and shown["squat"] == 2, (shown, records[-1]["reps"])
     video_link = re.search(r'<a id="download-video" href="([^"]+)"', page)[1]
     status, headers, body = server.get(video_link)
-    assert status == 200 and headers["Content-Disposition"].startswith("attachment") and body == webm
+    assert status == 200 and headers["Content-Disposition"].startswith("attachment") and body == mp4
     status, headers, part = server.get(video[1], {"Range": "bytes=0-99"})
-    assert status == 206 and part == webm[:100] and headers["Content-Range"] == f"bytes 0-99/{len(webm)}"
+    assert status == 206 and part == mp4[:100] and headers["Content-Range"] == f"bytes 0-99/{len(mp4)}"
 
     status, state = server.get_json(f"/api/jobs/{first['id']}")
     assert status == 200 and state["state"] == "done" and state["summary"]["reps"] == shown
