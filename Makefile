@@ -32,8 +32,9 @@ $(TEST_STAMP): setup.cfg pyproject.toml | $(PY)
 run: $(RUN_STAMP)
 	$(PY) runner.py graphs/demo.yaml --metrics out/demo.metrics.json
 
+# PYTEST_ARGS: more pytest options (CI's second Python leaves out the fault-injection suite)
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/transport.py
