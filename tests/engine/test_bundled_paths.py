@@ -43,3 +43,22 @@ def test_a_path_param_is_looked_for_here_then_beside_the_graph_then_in_the_packa
         find_path("models/none.npz", str(graph))
     assert str(missing.value) == (f"no such file: 'models/none.npz' (looked in {here / 'models/none.npz'}, "
                                   f"{beside / 'models/none.npz'}, {PROJECT_ROOT / 'models/none.npz'})")
+
+
+def test_setup_cfg_packages_every_python_folder_so_a_wheel_holds_the_whole_engine():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    options = config["options"]
+    mapped = dict(line.split(" = ") for line in options["package_dir"].strip().splitlines())
+    listed = set(options["packages"].split())
+    folders = {}
+    for package, folder in mapped.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            folders[".".join((package, *relative))] = init.parent
+    missing = sorted(set(folders) - listed)
+    assert not missing, f"setup.cfg [options] packages lacks {missing}: a wheel would not hold them"
+    data = config["options.package_data"]
+    assert {"posegraph.models", "posegraph.graphs", "posegraph.data"} <= set(data) <= listed

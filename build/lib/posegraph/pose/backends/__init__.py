@@ -1,0 +1,1 @@
+"""Pose estimators, each a plain class over its model: frame in, people (keypoints) out."""

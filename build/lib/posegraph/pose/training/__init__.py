@@ -1,0 +1,1 @@
+"""Training: the LSTM action classifier and custom keypoint models (imports TensorFlow)."""
