@@ -74,6 +74,24 @@ def untouched(tmp_path_factory):
     return found
 
 
+def where_it_stood(run: GraphRun, graph: dict) -> str:
+    """A hung run, stopped with SIGTERM so it writes its metrics: how far each output and
+    node got, and the end of what the runner said (what a hang is diagnosed from)."""
+    run.proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = run.proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        stderr = ""
+    lines = [f"{name}: {len(run.records(name))} records" for name in graph["records"]]
+    try:
+        lines += [f"{node}: in {m['frames_in']} out {m['frames_out']} restarts {m['restarts']} lost {m['lost']}"
+                  for node, m in run.metrics["nodes"].items()]
+    except (OSError, ValueError, KeyError):
+        lines.append("no metrics written")
+    return "\n".join(lines) + "\n" + (stderr or "")[-4000:]
+
+
 def kill_and_compare(untouched, graph: dict, victims: list[str], tmp_path, rng: random.Random) -> None:
     """Run `graph`, SIGKILL every process of `victims` at the same moment (after a random
     number of records), and compare what the run left with the untouched run's."""
@@ -89,8 +107,8 @@ def kill_and_compare(untouched, graph: dict, victims: list[str], tmp_path, rng: 
                 os.kill(pid, signal.SIGKILL)
             code = run.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            run.kill()
-            pytest.fail(f"{graph['graph']}: killing {victims} after {at} records hung (seed {SEED})")
+            pytest.fail(f"{graph['graph']}: killing {victims} after {at} records hung (seed {SEED}, round {round_})\n"
+                        + where_it_stood(run, graph))
         finally:
             run.kill()
         where = f"{graph['graph']}: killed {victims} after {at} records (seed {SEED})"
