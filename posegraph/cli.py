@@ -95,6 +95,9 @@ def _graph_options(parser: argparse.ArgumentParser, command: str) -> None:
                                  "nodes are placed by their `resources:` and `colocate:` (needs posegraph[ray])")
         parser.add_argument("--cluster-timeout", type=float, default=60.0, metavar="S",
                             help="with --cluster: how long to wait for the cluster and for room for every node (default 60)")
+        parser.add_argument("--working-dir", default=None, metavar="DIR",
+                            help="with --cluster: ship DIR (holding the graph, its node files and models) to every Ray node "
+                                 "through Ray's runtime environment; the groups run in Ray's copy of it")
         parser.add_argument("--placement", default=None, help=argparse.SUPPRESS)  # a cluster actor's part: set by posegraph.cluster
     if command in ("run", "check"):
         parser.add_argument("--hosts", default=None, metavar="HOSTS.yaml", help="inventory: machine name -> address")
@@ -310,7 +313,7 @@ def _graph_command(args) -> int:
 
 # options of `run GRAPH` and of `run SOURCE` that take a value (the next argument, unless given with "=")
 VALUE_OPTIONS = frozenset({"--set", "--max-frames", "--duration", "--metrics", "--machine", "--hosts", "--host", "--keys",
-                           "--cluster", "--cluster-timeout", "--placement",
+                           "--cluster", "--cluster-timeout", "--placement", "--working-dir",
                            "--classifier", "--people", "--model", "-o", "--output"})
 
 

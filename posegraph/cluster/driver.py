@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 from ..spec import GraphSpec, tcp_ports
 from .groups import Group, make_groups
 
-RUNNER_GRACE = 10.0  # s an actor's runner gets to drain when the driver stops it
+SHIP_EXCLUDES = (".venv", ".venv-*", ".git", "out", "__pycache__", "*.pyc", "keys")  # never shipped with --working-dir
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -91,7 +91,7 @@ class GroupWorker:
         log = self.folder / "runner.log"
         argv = [sys.executable, "-m", "posegraph", "run", *argv, "--keys", str(keys), "--placement",
                 str(self.folder / "placement.json"), "--metrics", str(metrics), "--no-live"]
-        here = cwd if cwd and os.path.isdir(cwd) else None
+        here = cwd if cwd and os.path.isdir(cwd) else None  # None: the actor's own folder (Ray's copy of --working-dir)
 
         def die_with_actor():  # the runner gets SIGTERM (and drains) when this actor's process dies
             import ctypes
@@ -169,7 +169,17 @@ def run(spec: GraphSpec, args) -> int:
         except OSError as exc:
             return _fail(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}")
     groups = make_groups(spec)
-    why = _init_ray(address, timeout, None)
+    graph_path, cwd, runtime_env = os.path.abspath(spec.path), os.getcwd(), None
+    if args.working_dir:  # code and models go through Ray: content-hashed, so an unchanged folder is not sent again
+        folder = Path(args.working_dir).resolve()
+        if not folder.is_dir():
+            return _fail(f"--working-dir {args.working_dir!r} is not a folder", 2)
+        try:
+            graph_path = str(Path(graph_path).resolve().relative_to(folder))
+        except ValueError:
+            return _fail(f"the graph {spec.path} is not inside --working-dir {folder}", 2)
+        runtime_env, cwd = {"working_dir": str(folder), "excludes": list(SHIP_EXCLUDES)}, None
+    why = _init_ray(address, timeout, runtime_env)
     if why:
         print(f"error: {why}", file=sys.stderr, flush=True)
         os._exit(1)  # a Ray client stuck connecting cannot be stopped more gently
@@ -216,7 +226,7 @@ def run(spec: GraphSpec, args) -> int:
             print(f"cluster: {', '.join(group.nodes)} on Ray node {info['address']} ({info['hostname']}, "
                   f"node {info['node_id'][:8]}), asking {group.asked()}", flush=True)
         public, secret = (k.decode() for k in zmq.curve_keypair())  # this run's keys: through Ray, never in the graph
-        common = [os.path.abspath(spec.path), *[f"--host={g}={a}" for g, a in inventory.items()]]
+        common = [graph_path, *[f"--host={g}={a}" for g, a in inventory.items()]]
         for override in args.overrides:
             common += ["--set", override]
         if args.allow_outside:
@@ -225,7 +235,7 @@ def run(spec: GraphSpec, args) -> int:
             common += ["--max-frames", str(args.max_frames)]
         if args.duration is not None:
             common += ["--duration", str(args.duration)]
-        runs = {actors[g.name].run.remote([*common, "--machine", g.name], os.getcwd(), placement, public, secret): g
+        runs = {actors[g.name].run.remote([*common, "--machine", g.name], cwd, placement, public, secret): g
                 for g in groups}
         print(f"cluster: {len(groups)} group(s) started in {time.monotonic() - started:.1f} s, "
               f"tcp ports from {placement['base_port']}", flush=True)

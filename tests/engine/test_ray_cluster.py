@@ -7,6 +7,7 @@ Needs root (namespaces) and Ray (`pip install 'posegraph[ray]'`); skips with the
 otherwise. One cluster serves the whole module (it takes ~15 s to start).
 """
 import re
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -178,6 +179,62 @@ def test_a_peer_outside_the_run_cannot_inject_frames_between_ray_nodes(tmp_path,
     assert metrics["nodes"]["pose"]["bad_messages"] == 0
     assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in events
     assert "secret-key" not in (tmp_path / "secure.yaml").read_text()
+
+
+SHIPPED_NODE = '''
+import json, os
+from posegraph import Node, Param
+from posegraph.nodes.synthetic import read_stamp
+
+
+class Where(Node):
+    """Writes, per frame, its seq and where this node file and the process were."""
+
+    INPUTS = {"frame": "frame"}
+    OUTPUTS = {}
+    PARAMS = {"record": Param("")}
+
+    def open(self, ctx):
+        self.out = open(self.params["record"], "a", buffering=1)
+
+    def process(self, inputs, ctx):
+        self.out.write(json.dumps({"seq": read_stamp(inputs["frame"]), "file": __file__, "cwd": os.getcwd(),
+                                   "model": open("models/tiny.bin").read()}) + "\\n")
+        return {}
+'''
+
+
+def test_a_working_dir_ships_the_graph_its_node_files_and_models_through_ray(tmp_path, cluster):
+    ship = tmp_path / "ship"
+    (ship / "models").mkdir(parents=True)
+    (ship / "where.py").write_text(SHIPPED_NODE)
+    (ship / "models/tiny.bin").write_text("weights v1")
+    record = tmp_path / "where.jsonl"
+    graph = ship / "shipped.yaml"
+    graph.write_text(f"""
+nodes:
+  - {{id: source, uses: synthetic, resources: {{edge: 1}}, params: {{count: 20, width: 64, height: 48, live: false}}}}
+  - {{id: where, uses: where.py:Where, resources: {{sink_box: 1}}, params: {{record: {record}}}, inputs: {{frame: source/frame}}}}
+""")
+    run = DriverRun(cluster, graph, "--working-dir", str(ship), metrics=tmp_path / "shipped.metrics.json")
+    assert run.wait() == 0, run.output
+    rows = read_records(record)
+    assert [r["seq"] for r in rows] == list(range(20))
+    # the node file was imported from Ray's copy of the folder, on w2, which also read the model from it
+    assert all(r["model"] == "weights v1" for r in rows)
+    assert str(ship) not in rows[0]["file"] and "runtime_resources" in rows[0]["file"], rows[0]
+    assert rows[0]["cwd"] == str(Path(rows[0]["file"]).parent)
+    # Ray names its copy by the folder's content hash: the same folder again is the same copy
+    # (nothing sent again); a changed model is a new one
+    shipped_at = rows[0]["cwd"]
+    for model, same in (("weights v1", True), ("weights v2", False)):
+        (ship / "models/tiny.bin").write_text(model)
+        record.unlink()
+        again = DriverRun(cluster, graph, "--working-dir", str(ship), metrics=tmp_path / "again.metrics.json")
+        assert again.wait() == 0, again.output
+        rows = read_records(record)
+        assert [r["seq"] for r in rows] == list(range(20)) and rows[0]["model"] == model
+        assert (rows[0]["cwd"] == shipped_at) is same, (rows[0]["cwd"], shipped_at)
 
 
 def test_a_lost_ray_node_stops_the_run_with_one_line_naming_its_nodes(tmp_path, cluster):
