@@ -305,7 +305,8 @@ def _graph_command(args) -> int:
     from .supervisor import run_graph
 
     code = run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
-                     live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys)
+                     live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys,
+                     inventory_file=args.placement)
     for sig in (signal.SIGINT, signal.SIGTERM):  # the run is over and cleaned up: its exit code stands
         signal.signal(sig, signal.SIG_IGN)
     return code
