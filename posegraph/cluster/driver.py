@@ -71,6 +71,15 @@ class GroupWorker:
                     busy.append(port)
         return busy
 
+    def move(self, hosts: dict) -> None:
+        """Groups now at other addresses: the runner watches the placement file and its links follow."""
+        path = self.folder / "placement.json"
+        placement = json.loads(path.read_text())
+        placement["hosts"] = hosts
+        fresh = self.folder / "placement.json.new"
+        fresh.write_text(json.dumps(placement))
+        fresh.replace(path)
+
     def run(self, argv: list[str], cwd: str | None, placement: dict, public: str, secret: str) -> dict:
         """Write the run's keys and placement into this actor's private folder, run the
         group's runner until it ends; its exit code, output and metrics."""
@@ -98,12 +107,17 @@ class GroupWorker:
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-        with open(log, "w") as out:
-            self.proc = subprocess.Popen(argv, cwd=here, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=die_with_actor)
-            code = self.proc.wait()
-        return {"code": code, "output": log.read_text(errors="replace"),
-                "metrics": json.loads(metrics.read_text()) if metrics.exists() else None}
+        try:
+            with open(log, "w") as out:
+                self.proc = subprocess.Popen(argv, cwd=here, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             preexec_fn=die_with_actor)
+                code = self.proc.wait()
+            return {"code": code, "output": log.read_text(errors="replace"),
+                    "metrics": json.loads(metrics.read_text()) if metrics.exists() else None}
+        finally:  # the run's secret key goes with it
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _init_ray(address: str, timeout: float, runtime_env: dict | None) -> str | None:
@@ -189,7 +203,7 @@ def run(spec: GraphSpec, args) -> int:
         for group in groups:
             actors[group.name] = remote.options(
                 num_cpus=group.num_cpus, num_gpus=group.num_gpus, resources=group.custom or None,
-                max_restarts=0).remote(group.name)
+                max_restarts=0, max_concurrency=2).remote(group.name)  # 2: `move` while `run` waits
         refs = {actors[g.name].where.remote(): g for g in groups}
         where: dict[str, dict] = {}
         deadline = started + timeout
@@ -226,7 +240,7 @@ def run(spec: GraphSpec, args) -> int:
             print(f"cluster: {', '.join(group.nodes)} on Ray node {info['address']} ({info['hostname']}, "
                   f"node {info['node_id'][:8]}), asking {group.asked()}", flush=True)
         public, secret = (k.decode() for k in zmq.curve_keypair())  # this run's keys: through Ray, never in the graph
-        common = [graph_path, *[f"--host={g}={a}" for g, a in inventory.items()]]
+        common = [graph_path]
         for override in args.overrides:
             common += ["--set", override]
         if args.allow_outside:
@@ -235,11 +249,41 @@ def run(spec: GraphSpec, args) -> int:
             common += ["--max-frames", str(args.max_frames)]
         if args.duration is not None:
             common += ["--duration", str(args.duration)]
-        runs = {actors[g.name].run.remote([*common, "--machine", g.name], cwd, placement, public, secret): g
-                for g in groups}
+        placement["hosts"] = dict(inventory)
+
+        def start(group: Group):
+            flags = [f"--host={g}={a}" for g, a in inventory.items()]
+            return actors[group.name].run.remote([*common, *flags, "--machine", group.name], cwd, placement, public, secret)
+
+        runs = {start(g): g for g in groups}
         print(f"cluster: {len(groups)} group(s) started in {time.monotonic() - started:.1f} s, "
               f"tcp ports from {placement['base_port']}", flush=True)
-        return _wait(ray, runs, where, spec, args, started)
+
+        def replace(group: Group) -> str | None:
+            """The group's Ray node is gone: a new actor where Ray has room, the same ports
+            there, the other groups' links moved to it; None, or why it cannot be done."""
+            lost = where[group.name]["address"]
+            actors[group.name] = remote.options(num_cpus=group.num_cpus, num_gpus=group.num_gpus,
+                                                resources=group.custom or None, max_restarts=0,
+                                                max_concurrency=2).remote(group.name)
+            ready, _ = ray.wait([ref := actors[group.name].where.remote()], timeout=timeout)
+            if not ready:
+                reason = "no live node has that much" if not _fits_somewhere(ray, group) else "the cluster is full"
+                return (f"the Ray node at {lost} running {', '.join(group.nodes)} was lost and no Ray node took them "
+                        f"within {timeout:g} s: they ask {group.asked()} ({reason}; the cluster has {_cluster_has(ray)})")
+            where[group.name] = info = ray.get(ref)
+            busy = ray.get(actors[group.name].busy_ports.remote(info["address"], wanted.get(group.name, [])))
+            if busy:
+                return (f"the Ray node at {lost} running {', '.join(group.nodes)} was lost, and on {info['address']}, "
+                        f"where Ray put them again, tcp port(s) {busy} are taken")
+            inventory[group.name] = info["address"]
+            placement["hosts"] = dict(inventory)
+            ray.get([actors[g.name].move.remote(dict(inventory)) for g in groups if g is not group])
+            print(f"cluster: the Ray node at {lost} was lost; {', '.join(group.nodes)} now on Ray node {info['address']} "
+                  f"({info['hostname']}, node {info['node_id'][:8]})", flush=True)
+            return None
+
+        return _wait(ray, runs, where, spec, args, started, start, replace)
     finally:
         for actor in actors.values():
             try:
@@ -252,7 +296,7 @@ def run(spec: GraphSpec, args) -> int:
             pass
 
 
-def _wait(ray, runs: dict, where: dict, spec: GraphSpec, args, started: float) -> int:
+def _wait(ray, runs: dict, where: dict, spec: GraphSpec, args, started: float, start, replace) -> int:
     results: dict[str, dict] = {}
     pending = list(runs)
     code = 0
@@ -263,10 +307,14 @@ def _wait(ray, runs: dict, where: dict, spec: GraphSpec, args, started: float) -
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayActorError:
-                info = where[group.name]
-                print(f"error: the Ray node at {info['address']} running {', '.join(group.nodes)} was lost "
-                      f"(asking {group.asked()}); stopping the run", file=sys.stderr, flush=True)
-                return 1
+                why = replace(group)  # rescheduled: the new processes rejoin mid-stream (SYNC), as a restarted machine's
+                if why:
+                    print(f"error: {why}", file=sys.stderr, flush=True)
+                    return 1
+                fresh = start(group)
+                runs[fresh] = group
+                pending.append(fresh)
+                continue
             results[group.name] = result
             for line in result["output"].splitlines():
                 print(f"[{group.name}] {line}", flush=True)
