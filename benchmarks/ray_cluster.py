@@ -170,6 +170,9 @@ def main(argv=None) -> int:
                     runs[mode].append(r)
                     print(f"round {round_ + 1} {mode:6s} sink {r['sink_fps']:6.1f} frames/s, first record {r['first_record_s']:5.1f} s, "
                           f"peak MB {r['peak_rss_mb']}", file=sys.stderr, flush=True)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # the runs' outputs and the static mode's keys
     ratios = [ray["sink_fps"] / static["sink_fps"] for ray, static in zip(runs["ray"], runs["static"])]
     result = {
         "frames": args.frames, "rounds": args.rounds,
