@@ -50,9 +50,8 @@ class GroupWorker:
         import tempfile
 
         self.group = group
-        self.folder = Path(tempfile.mkdtemp(prefix=f"pgcluster-{group}-"))
-        os.chmod(self.folder, 0o700)
-        self.proc = None
+        self.folder = Path(tempfile.gettempdir()) / f"pgcluster-{group}-{os.getpid()}-{os.urandom(4).hex()}"
+        self.proc = None  # the folder is made by `run` and removed when it ends: an actor that never runs leaves none
 
     def where(self) -> dict:
         import ray
@@ -86,6 +85,7 @@ class GroupWorker:
         import signal
         import subprocess
 
+        self.folder.mkdir(mode=0o700)
         keys = self.folder / "keys"
         (keys / "public").mkdir(parents=True, exist_ok=True)
         (keys / "private").mkdir(parents=True, exist_ok=True)
