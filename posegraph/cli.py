@@ -90,6 +90,15 @@ def _graph_options(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--metrics", default=None, metavar="FILE.json", help="write per-node metrics here at the end")
         parser.add_argument("--no-live", action="store_true", help="no live table, even on a terminal")
         parser.add_argument("--machine", default=None, metavar="NAME", help="start only the nodes placed on this machine")
+        parser.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
+                            help="run the graph's processes inside Ray actors on this Ray cluster ('auto': RAY_ADDRESS); "
+                                 "nodes are placed by their `resources:` and `colocate:` (needs posegraph[ray])")
+        parser.add_argument("--cluster-timeout", type=float, default=60.0, metavar="S",
+                            help="with --cluster: how long to wait for the cluster and for room for every node (default 60)")
+        parser.add_argument("--working-dir", default=None, metavar="DIR",
+                            help="with --cluster: ship DIR (holding the graph, its node files and models) to every Ray node "
+                                 "through Ray's runtime environment; the groups run in Ray's copy of it")
+        parser.add_argument("--placement", default=None, help=argparse.SUPPRESS)  # a cluster actor's part: set by posegraph.cluster
     if command in ("run", "check"):
         parser.add_argument("--hosts", default=None, metavar="HOSTS.yaml", help="inventory: machine name -> address")
         parser.add_argument("--host", dest="host_flags", action="append", default=[], metavar="NAME=ADDR",
@@ -266,6 +275,14 @@ def _graph_command(args) -> int:
     command = args.command
     try:
         spec = load_graph(args.graph, args.overrides, allow_outside=args.allow_outside)
+        if getattr(args, "placement", None):
+            _apply_placement(spec, args.placement)
+        if command == "run" and args.cluster:
+            if args.machine or args.hosts or args.host_flags:
+                raise SpecError("--cluster places the nodes itself: leave out --machine, --hosts and --host", "--cluster")
+            from .cluster import run_on_cluster  # Ray is imported there, and only with --cluster
+
+            return run_on_cluster(spec, args)
         inventory, keys = (_placement(spec, args) if command != "draw" else ({}, None))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -288,7 +305,8 @@ def _graph_command(args) -> int:
     from .supervisor import run_graph
 
     code = run_graph(spec, max_frames=args.max_frames, duration=args.duration, metrics_path=args.metrics,
-                     live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys)
+                     live=False if args.no_live else None, machine=args.machine, inventory=inventory, keys=keys,
+                     inventory_file=args.placement)
     for sig in (signal.SIGINT, signal.SIGTERM):  # the run is over and cleaned up: its exit code stands
         signal.signal(sig, signal.SIG_IGN)
     return code
@@ -296,6 +314,7 @@ def _graph_command(args) -> int:
 
 # options of `run GRAPH` and of `run SOURCE` that take a value (the next argument, unless given with "=")
 VALUE_OPTIONS = frozenset({"--set", "--max-frames", "--duration", "--metrics", "--machine", "--hosts", "--host", "--keys",
+                           "--cluster", "--cluster-timeout", "--placement", "--working-dir",
                            "--classifier", "--people", "--model", "-o", "--output"})
 
 
@@ -345,6 +364,18 @@ def _installed_command(name: str):
     except registry.NotInstalled:
         return None
     return registry.load(reference) if reference else None
+
+
+def _apply_placement(spec, path: str) -> None:
+    """A cluster actor's view of the graph: the machines (actor groups) the cluster driver
+    made, each node's group and the run's base port (posegraph.cluster writes the file)."""
+    import json
+
+    placement = json.loads(Path(path).read_text())
+    spec.machines = list(placement["machines"])
+    spec.base_port = int(placement["base_port"])
+    for node_id, machine in placement["nodes"].items():
+        spec.nodes[node_id].machine = machine
 
 
 def _placement(spec, args):

@@ -19,7 +19,7 @@ import msgpack
 import zmq
 
 READY, METRICS, ERROR, DONE = "ready", "metrics", "error", "done"
-GO, GRAPH = "go", "graph"
+GO, GRAPH, MOVE = "go", "graph", "move"  # MOVE: a machine is now at another address
 
 
 def _pack(message: dict) -> bytes:

@@ -27,7 +27,7 @@ from .node import Node, ParamError, brief, check_param, packet_type_text
 
 GRAPH_FIELDS = {"name", "description", "nodes", "transport", "host", "base_port", "machines", "security"}
 NODE_FIELDS = {"id", "uses", "params", "inputs", "queue", "replicas", "restart", "max_restarts", "transport", "port", "cpus",
-               "cpus_shared", "machine"}
+               "cpus_shared", "machine", "resources", "colocate"}
 QUEUE_FIELDS = {"size", "policy"}
 POLICIES = ("block", "latest")
 RESTARTS = ("on-failure", "never")
@@ -251,6 +251,8 @@ class NodeSpec:
     cpus: list[int] | None = None
     cpus_shared: bool = False  # False: the node's `cpus` are its own; other nodes run elsewhere
     machine: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)  # what a cluster run asks Ray for: cpu, gpu, custom
+    colocate: list[str] = field(default_factory=list)  # nodes this one shares a cluster actor (and ipc/shm) with
     line: int | None = None
 
     @property
@@ -424,6 +426,12 @@ def build_spec(doc: Any, file: str, base_dir: Path, overrides: list[str], allow_
     spec.streams = {n.id: i for i, n in enumerate(x for x in nodes.values() if x.is_source)}
     _wire(spec, raw_by_id, file)
     _check_ports(spec, raw_by_id, file)
+    for node in nodes.values():
+        for other in node.colocate:
+            if other not in nodes or other == node.id:
+                raise SpecError(f"colocate names {brief(other)}, " + ("the node itself" if other == node.id else
+                                f"which is not a node{did_you_mean(other, list(nodes))}"),
+                                file, _line(raw_by_id[node.id], "colocate"), node.id, "colocate")
     return spec
 
 
@@ -533,7 +541,34 @@ def _node_fields(raw: dict, node_id: str, file: str, base_dir: Path, graph_trans
     cpus, cpus_shared = _node_cpus(raw, node_id, file)
     return {"uses": _node_uses(raw, node_id, file, base_dir, allow_outside), "replicas": replicas, "restart": restart,
             "max_restarts": max_restarts, "transport": transport, "port": port, "cpus": cpus, "cpus_shared": cpus_shared,
-            "machine": _node_machine(raw, node_id, file, machines)}
+            "machine": _node_machine(raw, node_id, file, machines), "resources": _node_resources(raw, node_id, file),
+            "colocate": _node_colocate(raw, node_id, file)}
+
+
+def _node_resources(raw: dict, node_id: str, file: str) -> dict[str, float]:
+    """`resources: {cpu: 1, gpu: 0.5, NAME: 1}`: what the node asks of a Ray cluster (--cluster)."""
+    resources = raw.get("resources")
+    if resources is None:
+        return {}
+    line = _line(raw, "resources")
+    if not isinstance(resources, dict):
+        raise SpecError("resources must be a mapping such as {cpu: 1, gpu: 0.5, my_camera: 1}", file, line, node_id, "resources")
+    for name, amount in resources.items():
+        if not isinstance(name, str) or not ID_PATTERN.fullmatch(name):
+            raise SpecError(f"resource name {brief(name)} must start with a letter and hold only letters, digits, '_' or '-'",
+                            file, line, node_id, "resources")
+        if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not 0 <= amount <= 1024:
+            raise SpecError(f"resource {name}: amount must be a number in 0..1024, got {brief(amount)}", file, line, node_id, "resources")
+    return {str(k): float(v) for k, v in resources.items()}
+
+
+def _node_colocate(raw: dict, node_id: str, file: str) -> list[str]:
+    colocate = raw.get("colocate")
+    if colocate is None:
+        return []
+    if not isinstance(colocate, list) or not all(isinstance(c, str) for c in colocate):
+        raise SpecError("colocate must be a list of node ids, e.g. [pose]", file, _line(raw, "colocate"), node_id, "colocate")
+    return list(colocate)
 
 
 def _build_node(raw: dict, node_id: str, file: str, base_dir: Path, fields: dict) -> NodeSpec:

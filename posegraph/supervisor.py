@@ -135,8 +135,11 @@ class Supervisor:
     def __init__(self, spec: GraphSpec, max_frames: int = 0, duration: float | None = None,
                  metrics_path: str | None = None, live: bool | None = None, out=sys.stderr,
                  machine: str | None = None, inventory: dict[str, str] | None = None, keys=None,
-                 verbosity: int | None = None):
+                 verbosity: int | None = None, inventory_file: str | None = None):
         self.spec = spec
+        # a JSON file whose "hosts" may change during the run (a cluster group rescheduled on
+        # another node): watched once a second, and the links follow (posegraph.cluster)
+        self.inventory_file, self.inventory_seen, self.next_move_check = inventory_file, None, 0.0
         self.machine = machine      # None: the whole graph on this computer
         self.inventory = inventory  # machine -> address, for a multi-machine run
         self.keys = keys
@@ -515,10 +518,42 @@ class Supervisor:
             if self.stop_reason is not None and (self.interrupts > 1 or now - self.stop_started > DRAIN_SECONDS):
                 self._stop_by_force()
                 return
+            if self.inventory_file and now >= self.next_move_check:  # its own clock: publishing soon keeps moving next_publish
+                self.next_move_check = now + 1.0
+                self._follow_moves()
             if now >= self.next_publish or (self.metrics_changed and now >= self.last_publish + 1.0 / PUBLISH_SOON):
                 self._publish()
                 self.last_publish = now
                 self.next_publish = now + 1.0
+
+    def _follow_moves(self) -> None:
+        """Machines now at another address: tell every live process to reconnect its links
+        there, and rewrite the processes' configurations so that a restart uses it too."""
+        try:
+            stat = os.stat(self.inventory_file)
+            if (stat.st_mtime_ns, stat.st_size) == self.inventory_seen:
+                return
+            self.inventory_seen = (stat.st_mtime_ns, stat.st_size)
+            hosts = json.loads(Path(self.inventory_file).read_text()).get("hosts") or {}
+        except (OSError, ValueError):
+            return
+        moves = {m: a for m, a in hosts.items() if self.inventory and m in self.inventory and self.inventory[m] != a
+                 and m != self.machine}
+        if not moves:
+            return
+        for machine, new in moves.items():
+            old = self.inventory[machine]
+            self.terminal.say(f"machine '{machine}' moved from {old} to {new}: links follow")
+            for proc in self.procs.values():
+                if proc.identity is not None and not proc.exited:
+                    self.control.send(proc.identity, control.MOVE, old=old, new=new, machine=machine)
+            self.inventory[machine] = new
+        plan = {(i.node, i.replica): i.config for i in build_plan(
+            self.spec, self.run_id, self.run_dir, f"ipc://{self.run_dir}/control", self.max_frames, self.inventory, self.keys)}
+        for key, proc in self.procs.items():
+            fresh = plan[key]
+            proc.instance.config.inputs, proc.instance.config.outputs = fresh.inputs, fresh.outputs
+            proc.instance.config.save(proc.config_path)
 
     def _go(self, now: float) -> None:
         """Every node is open: sources may start."""

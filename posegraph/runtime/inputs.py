@@ -140,6 +140,19 @@ class Inputs:
         hints = [[stream, self._next_expected(link.port, stream)] for stream in self.streams]
         link.producers[header.producer].send(wire.encode_hello(self.name, self.inc, self.replica, hints), zmq.NOBLOCK)
 
+    def moved(self, machine: str) -> None:
+        """The producers on `machine` are now at another address: say hello again there
+        (one sent to the old address may be lost), so they know where each stream stands."""
+        for link in self.links.values():
+            if link.config.machine != machine:
+                continue
+            hints = [[stream, self._next_expected(link.port, stream)] for stream in self.streams]
+            for sock in link.producers:
+                try:
+                    sock.send(wire.encode_hello(self.name, self.inc, self.replica, hints), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+
     def _held_from(self, link_id: int, producer: int):
         """Every packet of (link, producer replica) this node keeps: reordering, joined, held or unreleased."""
         groups = [recs for recs in self.holding.values()] + [recs for recs in self.unreleased.values()]

@@ -188,6 +188,21 @@ class Outputs:
                 for frames in link.eos.values():
                     self._send(link, frames)
 
+    def moved(self, machine: str) -> None:
+        """The consumers on `machine` are now at another address (the socket reconnected):
+        what was queued for the old one is gone, so send again everything they have not
+        released, after the SYNCs; they drop by seq what they already have."""
+        for link in self.links.values():
+            if link.config.machine != machine or not link.ready:
+                continue
+            self._send_syncs(link)
+            link.unconsumed = collections.Counter(stream for stream, _ in link.outstanding)
+            for entry in link.outstanding.values():
+                entry.consumed = False
+                self._send(link, entry.frames)
+            for frames in link.eos.values():
+                self._send(link, frames)
+
     def _send_syncs(self, link: OutLink) -> None:
         """Tell a (re)started consumer, per stream, the first seq not yet released on this
         link: everything before it is done downstream, so it must neither wait for those

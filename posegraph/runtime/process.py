@@ -144,6 +144,10 @@ class NodeProcess:
                 self.go = True
             elif message.get("t") == control.GRAPH and isinstance(message.get("table"), dict):
                 self.graph_table = message["table"]
+            elif message.get("t") == control.MOVE and isinstance(message.get("old"), str) and isinstance(message.get("new"), str):
+                if self.sockets.move(message["old"], message["new"]) and isinstance(message.get("machine"), str):
+                    self.inputs.moved(message["machine"])
+                    self.outputs.moved(message["machine"])
 
     def _pump(self, timeout: float) -> None:
         """Serve the back channel (and the supervisor) for up to `timeout` seconds."""

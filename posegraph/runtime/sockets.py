@@ -30,6 +30,7 @@ class Sockets:
         self.auth = start_authenticator(self.zctx, security) if binds_tcp else None  # before any bind
         self.peers: dict[str, list] = {}  # remote endpoint -> [label, state]
         self.monitors: list = []
+        self.connected: list[list] = []  # [socket, address] of every connecting tcp socket
 
     def make(self, kind, address: str, bind: bool, server_key: str | None = None, peer: str | None = None):
         """A PUSH or PULL socket bound or connected to `address`; `peer` labels a link to
@@ -45,7 +46,34 @@ class Sockets:
             self.peers[address] = [peer, "waiting"]
             self.monitors.append((sock.get_monitor_socket(functools.reduce(operator.or_, _PEER_EVENTS)), address))
         (sock.bind if bind else sock.connect)(address)
+        if not bind and address.startswith("tcp://"):
+            self.connected.append([sock, address])
         return sock
+
+    def move(self, old_host: str, new_host: str) -> int:
+        """A machine came back at another address (a cluster group rescheduled on another
+        node): connect every socket that pointed at `old_host` to the same port on
+        `new_host`. What was queued for the old peer is resent by the engine (the new
+        processes announce, producers resend what was not released). Returns how many moved."""
+        moved = 0
+        for entry in self.connected:
+            sock, address = entry
+            host, _, port = address[len("tcp://"):].rpartition(":")
+            if host != old_host:
+                continue
+            new = f"tcp://{new_host}:{port}"
+            try:
+                sock.disconnect(address)
+            except zmq.ZMQError:
+                pass
+            sock.connect(new)
+            entry[1] = new
+            if address in self.peers:
+                self.peers[new] = self.peers.pop(address)
+                self.peers[new][1] = "waiting"
+                self.monitors = [(m, new if a == address else a) for m, a in self.monitors]
+            moved += 1
+        return moved
 
     def peer_states(self) -> dict[str, str]:
         """"machine: node" -> connected / waiting / disconnected / refused, as the monitors last saw."""

@@ -1413,6 +1413,8 @@ WRONG_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("node", "cpus"): ("a", "5", "[]", "[1.5]", "[a]", "{}", "true", "[9999]", "[true]"),
     ("node", "cpus_shared"): ("5", "x", "[1]", "{}", "~"),
     ("node", "machine"): ("{}", "[1]", "5", "x", "true"),
+    ("node", "resources"): ("5", "x", "[1]", "true", "{cpu: -1}", "{cpu: x}", "{'a b': 1}", "{cpu: true}", "{gpu: 2000}", "{cpu: .nan}"),
+    ("node", "colocate"): ("5", "x", "{}", "true", "[1]", "[nosuch]", "[[a]]"),
 }
 WRONG_TYPE_CASES = [(level, name, value) for (level, name), values in WRONG_TYPES.items() for value in values]
 

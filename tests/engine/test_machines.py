@@ -227,3 +227,32 @@ def test_restarting_the_source_machine_resumes_where_the_consumers_stand(tmp_pat
     records = read_records(tmp_path / "sink.jsonl")
     assert [r["seq"] for r in records] == list(range(300)) and all(r["stamp_ok"] for r in records)
     assert 0 < again.metrics["nodes"]["source"]["frames_out"] <= 300 - 80  # resumed, not replayed
+
+
+def test_a_machine_restarted_at_another_address_is_followed_by_its_peers(tmp_path):
+    """What a cluster run does when Ray puts a lost group on another node: the runners
+    watch their placement file (`--placement`, written by posegraph.cluster), and when a
+    machine's address changes there, their links reconnect to the new one; the machine's
+    new runner rejoins mid-stream as a restarted one does."""
+    import json
+
+    graph = spread_graph(tmp_path, 47580, count=300, fps=60)
+    hosts = write_hosts(tmp_path / "hosts.yaml", LOOPBACK)
+    placement = tmp_path / "placement.json"
+    doc = {"machines": ["edge", "gpu", "sink"], "base_port": 47580, "hosts": dict(LOOPBACK),
+           "nodes": {"source": "edge", "hop1": "gpu", "hop2": "gpu", "sink": "sink"}}
+    placement.write_text(json.dumps(doc))
+    runs = [MachineRun(tmp_path, graph, m, hosts, "--placement", str(placement)) for m in ("sink", "edge")]
+    gpu = MachineRun(tmp_path, graph, "gpu", hosts)
+    wait_for_lines(tmp_path / "sink.jsonl", 80, runs + [gpu])
+    gpu.proc.kill()
+    gpu.wait()
+    doc["hosts"]["gpu"] = "127.0.0.4"
+    (tmp_path / "placement.new").write_text(json.dumps(doc))
+    (tmp_path / "placement.new").replace(placement)
+    time.sleep(1.0)
+    assert len(read_records(tmp_path / "sink.jsonl")) < 300
+    again = MachineRun(tmp_path, graph, "gpu", hosts, "--host", "gpu=127.0.0.4", tag="-again")
+    assert [r.wait() for r in runs + [again]] == [0, 0, 0], "\n".join(r.output for r in runs + [again])
+    assert [r["seq"] for r in read_records(tmp_path / "sink.jsonl")] == list(range(300))
+    assert all("machine 'gpu' moved from 127.0.0.2 to 127.0.0.4: links follow" in r.output for r in runs)
