@@ -78,7 +78,8 @@ def _show_mode(wanted: bool) -> str | None:
         return None
     problem = display_problem()
     if problem:
-        print(f"no window ({problem}): the live view is at http://127.0.0.1:8090/", file=sys.stderr)
+        print(f"no window ({problem}): shown in a browser instead (the web node says where: 'live view at http://...')",
+              file=sys.stderr)
         return "web"
     return "window"
 

@@ -93,7 +93,7 @@ def build_graph(source: str, classifier: str = DEFAULT_CLASSIFIER, people: int =
         nodes.append({"id": "window", "uses": "window", "params": {"title": f"PoseGraph {stem}"},
                       "inputs": {"frame": "render/frame"}})
     elif show == "web":
-        nodes.append({"id": "web", "uses": "web", "params": {"port": 8090}, "inputs": {"frame": "render/frame"}})
+        nodes.append({"id": "web", "uses": "web", "params": {"port": 0}, "inputs": {"frame": "render/frame"}})
     nodes.append({"id": "records", "uses": "jsonl", "params": {"path": f"{base}.jsonl"}, "inputs": dict(results)})
     return {"name": stem, "nodes": nodes}
 

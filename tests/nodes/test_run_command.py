@@ -143,3 +143,13 @@ def test_estimate_finds_the_person_of_one_image_as_the_pose_node_does():
     assert posegraph.pose.estimate(np.zeros((240, 320, 3), np.uint8)) is None
     with pytest.raises(ValueError, match="uint8 H x W x 3"):
         posegraph.pose.estimate(np.zeros((240, 320), np.float32))
+
+
+def test_show_without_a_display_serves_the_live_view_in_a_browser_and_the_run_completes(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = subprocess.run([sys.executable, str(ROOT / "runner.py"), "run", str(CLIP), "--show", "--no-video", "--max-frames", "15",
+                           "-o", str(tmp_path), "--no-live"], cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no window (no display" in done.stderr and "shown in a browser instead" in done.stderr
+    assert re.search(r"\[web\.0\] live view at http://127\.0\.0\.1:\d+/", done.stderr), done.stderr[-2000:]
+    assert json.loads((tmp_path / "pose_squats.summary.json").read_text())["frames"] == 15
