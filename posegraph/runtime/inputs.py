@@ -206,8 +206,7 @@ class Inputs:
         stream, seq = rec.stream, rec.seq
         expected = self._next_expected(port, stream)
         if seq < expected:
-            held = self.holding.get((stream, seq))
-            if not (held and any(r.link == rec.link for r in held)):
+            if not self._keeps((stream, seq), rec):
                 self._ack(rec, CONSUMED_AND_RELEASED)  # a duplicate after a restart
             return
         if (seq - expected) % self.stride:
@@ -221,6 +220,17 @@ class Inputs:
         self._deliver(port, rec)
         self.next_seq[port][stream] = expected + self.stride
         self._advance(port, stream)
+
+    def _keeps(self, key, rec: Received) -> bool:
+        """Whether this node still keeps `key`'s packet from the same producer, held or sent
+        on and not yet released downstream. A restarted producer resends such a seq; the
+        kept packet's acknowledgement is the one that answers it. Releasing the duplicate
+        at once would free the slot the kept packet (and whatever this node sent on from
+        it) still reads, and the producer's producer could write the next frame there."""
+        for group in (self.holding.get(key), self.unreleased.get(key)):
+            if group and any(r.link == rec.link and r.producer == rec.producer for r in group):
+                return True
+        return False
 
     def _advance(self, port: str, stream: int) -> None:
         """Deliver what the reorder buffer holds in order, stepping over seqs known done."""

@@ -169,6 +169,26 @@ def test_a_node_killed_while_its_consumer_holds_its_packets_is_restarted_and_not
     assert run.metrics["nodes"]["hop1"]["restarts"] == 1
 
 
+def test_seqs_a_restarted_node_sends_again_do_not_free_slots_a_stopped_consumer_still_reads(graph_run):
+    """The sink is stopped with hop2's results of a few seqs in its queue (slot references
+    into the source's pool), and hop1 dies before hop2 fills up. The new hop1 sends those
+    seqs again; hop2 must answer them only when the sink releases its copies. Released at
+    once, they free the source's slots, the source (with credit again, the chain being
+    nearly empty) writes new frames there, and the sink reads other frames' pixels or
+    refuses stale references and waits forever."""
+    run = graph_run(chain(count=200, fps=100, w=320, h=240, sink_params=", delay_ms: 2"))
+    run.wait_for_records(30)
+    sink, _ = run.worker_pid("sink.0")
+    os.kill(sink, signal.SIGSTOP)
+    time.sleep(0.06)  # a few frames reach the sink's queue; hop2 holds one or two more
+    pid, _ = run.worker_pid("hop1.0")
+    os.kill(pid, signal.SIGKILL)
+    wait_for_restart(run, "hop1.0", pid, settle=1.5)
+    os.kill(sink, signal.SIGCONT)
+    assert run.wait(timeout=60) == 0, run.stderr
+    assert_complete_in_order(run.records(), 200)
+
+
 def test_sigkill_of_the_source_resumes_where_it_stopped(graph_run):
     run = graph_run(chain(count=300, fps=150))
     run.wait_for_records(60)
