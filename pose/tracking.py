@@ -20,7 +20,11 @@ when it costs less than max_cost: a far, costly pair is never forced just to fil
 
 A found person no track takes starts a new id. A tracked person nobody matches keeps its id
 through up to `max_missed` missed frames (matchable again on any of them) and is retired
-after that.
+after that. A track is tentative until it was found `min_hits` frames in a row (the people
+of a stream's first frame are confirmed at once): a tentative track missed once is retired,
+as in SORT and ByteTrack. A detector that finds one person twice for a frame (PoseNet does
+on a half-hidden person) so leaves no stray track behind that takes that person's next
+detection away from their own id a few frames later.
 
 `hints`: a backend that follows people itself (MultiBlazePose's ROI `track_id`) passes its
 own id; a pair whose hint equals the one the track had last frame costs `hint_weight` times
@@ -49,6 +53,7 @@ class Track:
     missed: int = 0
     hint: object = None
     hits: int = 1
+    confirmed: bool = False
 
     def predicted(self) -> tuple[np.ndarray, np.ndarray]:
         """(box, keypoints) moved by the velocity over the frames since last seen + this one."""
@@ -89,7 +94,8 @@ class PeopleTracker:
 
     def __init__(self, max_missed: int = 15, iou_weight: float = 0.5, max_distance: float = 1.0,
                  max_cost: float = 0.8, miss_growth: float = 0.05, keypoint_threshold: float = 0.3,
-                 hint_weight: float = 0.1, velocity_smoothing: float = 0.7, max_speed: float = 0.1):
+                 hint_weight: float = 0.1, velocity_smoothing: float = 0.7, max_speed: float = 0.1,
+                 min_hits: int = 3):
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed!r}")
         if not 0.0 <= iou_weight <= 1.0:
@@ -103,11 +109,15 @@ class PeopleTracker:
         self.velocity_smoothing = float(velocity_smoothing)
         self.max_cost = float(max_cost)
         self.max_speed = float(max_speed)
+        if min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {min_hits!r}")
+        self.min_hits = int(min_hits)
         self.reset()
 
     def reset(self) -> None:
         self.tracks: list[Track] = []
         self.next_id = 1
+        self.frames = 0
 
     @property
     def ids(self) -> list[int]:
@@ -188,16 +198,18 @@ class PeopleTracker:
         for i, track in enumerate(self.tracks):
             if i not in matched:
                 track.missed += 1
-                if track.missed > self.max_missed:
+                if track.missed > self.max_missed or not track.confirmed:
                     continue  # retired
             kept.append(track)
         for j, box in enumerate(boxes):
             if ids[j] is None:
-                track = Track(self.next_id, box, keypoints[j], hint=hints[j])
+                track = Track(self.next_id, box, keypoints[j], hint=hints[j],
+                              confirmed=self.frames == 0 or self.min_hits <= 1)
                 self.next_id += 1
                 kept.append(track)
                 ids[j] = track.track_id
         self.tracks = kept
+        self.frames += 1
         return [int(i) for i in ids]
 
     def _follow(self, track: Track, box, keypoints, hint) -> None:
@@ -217,3 +229,4 @@ class PeopleTracker:
         track.velocity = a * track.velocity + (1 - a) * step
         track.box, track.keypoints, track.hint = box, keypoints, hint
         track.missed, track.hits = 0, track.hits + 1
+        track.confirmed = track.confirmed or track.hits >= self.min_hits

@@ -208,7 +208,12 @@ def test_ids_stay_stable_over_street_avi():
     clip; at every labelled frame the person nearest each hand label (box centre within
     LABEL_RADIUS) must be found, each labelled person must keep one id over all labelled
     frames, across the crossing, and the two ids must differ. (MoveNet MultiPose misses the
-    teal-cardigan person on most frames and BlazePose's detector takes the two as one.)"""
+    teal-cardigan person on most frames and BlazePose's detector takes the two as one.)
+
+    A person is looked for in the labelled frame, then in the frames next to it (one, then
+    two away): PoseNet misses the half-hidden denim person on single frames around 160, and
+    which ones depends on the decoder's pixels (FFmpeg 5 and 8 decode this clip up to 21
+    levels apart). What is pinned is that she keeps her id across such a miss."""
     if not STREET.is_file():
         pytest.skip(f"{STREET} is not on this machine (OpenPose example video of ../shared/data, not in the repo)")
     from posegraph.pose.people import split
@@ -219,13 +224,19 @@ def test_ids_stay_stable_over_street_avi():
     packets = run_pose({"model": "posenet", "max_people": 10}, frames)
     print(f"street.avi: {len(frames)} frames in {time.perf_counter() - t0:.1f} s")
     seen: dict[str, list] = {}
-    for index, labels in STREET_LABELS.items():
-        people = split(packets[index])
+    for people in map(split, packets):
         assert all(i >= 1 for i, _ in people) and len({i for i, _ in people}) == len(people), "ids >= 1, distinct"
+    for index, labels in STREET_LABELS.items():
         for name, xy in labels.items():
-            dist = [(float(np.linalg.norm(centre(p["box"]) - xy)), i) for i, p in people]
-            d, person_id = min(dist) if dist else (np.inf, None)
-            assert d < LABEL_RADIUS, f"frame {index}: nobody near {name} at {xy} (nearest {d:.0f} px)"
+            nearest = (np.inf, None)
+            for near in (index, index - 1, index + 1, index - 2, index + 2):
+                if 0 <= near < len(packets):
+                    dist = [(float(np.linalg.norm(centre(p["box"]) - xy)), i) for i, p in split(packets[near])]
+                    nearest = min(dist + [nearest])
+                    if nearest[0] < LABEL_RADIUS:
+                        break
+            d, person_id = nearest
+            assert d < LABEL_RADIUS, f"frames {index - 2}-{index + 2}: nobody near {name} at {xy} (nearest {d:.0f} px)"
             seen.setdefault(name, []).append(person_id)
     print("ids at the labelled frames", sorted(STREET_LABELS), seen)
     for name, ids in seen.items():
@@ -278,6 +289,41 @@ def test_tracker_keeps_an_id_through_short_misses_and_retires_it_after():
     assert t3.update(*frame(person(115, 100), person(116, 100)), hints=[8, 7]) == [2, 1]
     with pytest.raises(ValueError):
         PeopleTracker(max_missed=-1)
+    with pytest.raises(ValueError):
+        PeopleTracker(min_hits=0)
+
+
+def test_a_person_found_twice_for_one_frame_keeps_their_id_when_found_where_the_double_was():
+    """A detector that finds one half-hidden person twice for a frame (PoseNet does, on
+    street.avi around frame 158) starts a tentative track for the double. Missed on the
+    next frame, it is retired at once; kept for max_missed frames, it would take the
+    person's next detection near that place (closer to it than their own track is) and
+    give them a new id. A newcomer found min_hits frames in a row is kept through misses."""
+    from posegraph.pose.tracking import PeopleTracker
+
+    body = np.array([[0, 0], [80, 0], [0, 200], [80, 200], [40, 380]], np.float64)  # a person about 250 px tall
+
+    def person(x, y=100):
+        kps = np.column_stack([body + (x, y), np.full(len(body), 0.9)])
+        return (kps[:, 0].min(), kps[:, 1].min(), kps[:, 0].max(), kps[:, 1].max()), kps
+
+    def frame(*xs):
+        people = [person(x) for x in xs]
+        return [p[0] for p in people], [p[1] for p in people]
+
+    tracker = PeopleTracker()
+    for _ in range(5):
+        assert tracker.update(*frame(200)) == [1]
+    assert tracker.update(*frame(200, 260)) == [1, 2], "the double gets an id of its own"
+    assert tracker.update(*frame(190)) == [1]
+    assert tracker.ids == [1], "the double, tentative, is retired on its first miss"
+    assert tracker.update(*frame()) == []
+    assert tracker.update(*frame(250)) == [1], "found where the double was: still the same person"
+    # a newcomer confirmed by min_hits frames in a row keeps its id through a miss
+    for _ in range(3):
+        assert tracker.update(*frame(250, 700)) == [1, 3]
+    assert tracker.update(*frame(250)) == [1]
+    assert tracker.update(*frame(250, 702)) == [1, 3]
 
 
 def test_max_people_1_blazepose_is_the_litert_single_person_path():

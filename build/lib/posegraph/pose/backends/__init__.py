@@ -1,1 +1,0 @@
-"""Pose estimators, each a plain class over its model: frame in, people (keypoints) out."""

@@ -1,1 +1,0 @@
-"""Training: the LSTM action classifier and custom keypoint models (imports TensorFlow)."""
