@@ -28,7 +28,9 @@ def test_a_source_paced_at_20_fps_shows_its_work_not_its_50_ms_sleep(graph_run, 
     assert run.wait(timeout=60) == 0, run.stderr[-2000:]
     source = run.metrics["nodes"]["source"]
     assert source["frames_out"] == 30
-    assert 15 <= source["fps"] <= 22, source  # it was paced all the same
+    # paced all the same: unpaced, it makes frames hundreds of times faster. Loose bounds, as
+    # a busy machine delays the first frame and the pacer then catches up with its schedule
+    assert 10 <= source["fps"] <= 30, source
     assert source["proc_ms_p50"] < 15, source  # the sleep is 50 ms a frame
     assert source["proc_ms_p95"] < 40, source
 
