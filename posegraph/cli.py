@@ -87,7 +87,7 @@ def _graph_options(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "run":
         parser.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop each source after N frames")
         parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds, draining")
-        parser.add_argument("--metrics", default=None, metavar="FILE.json", help="write per-node metrics here at the end")
+        parser.add_argument("--metrics", default=None, metavar="FILE.json", help="write per-node metrics here (rewritten once a second during the run, complete at the end)")
         parser.add_argument("--no-live", action="store_true", help="no live table, even on a terminal")
         parser.add_argument("--machine", default=None, metavar="NAME", help="start only the nodes placed on this machine")
         parser.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
@@ -107,6 +107,9 @@ def _graph_options(parser: argparse.ArgumentParser, command: str) -> None:
                             help="CURVE keys for every tcp link, as `security: {curve: KEYS_DIR}` in the graph")
     if command == "draw":
         parser.add_argument("-o", "--output", default="graph.png", help="picture to write: png, svg or pdf (default graph.png)")
+        parser.add_argument("--where", default=None, metavar="METRICS.json",
+                            help="write under each node where it ran, from that run's --metrics file (a cluster run: "
+                                 "its Ray node); without it, a graph placed by resources/colocate shows its Ray groups")
 
 
 def _installed_summaries() -> dict[str, str]:
@@ -294,9 +297,19 @@ def _graph_command(args) -> int:
             print(f"  machine {name}" + (f" at {inventory[name]}" if name in inventory else "") + f": {', '.join(placed) or 'no nodes'}")
         return 0
     if command == "draw":
+        import json
+
+        from .cluster.view import planned_groups, where_from_metrics
         from .draw import draw_graph
 
-        draw_graph(spec, args.output)
+        where = planned_groups(spec)
+        if args.where:
+            try:
+                where = where_from_metrics(json.loads(Path(args.where).read_text()))
+            except (OSError, ValueError, AttributeError) as exc:
+                print(f"error: --where {args.where}: not a run's metrics file ({exc})", file=sys.stderr)
+                return 2
+        draw_graph(spec, args.output, where)
         print(f"wrote {args.output}")
         return 0
     if args.max_frames < 0:

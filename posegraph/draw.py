@@ -45,12 +45,14 @@ COLOURS = {"source": "#cde8c9", "sink": "#f6d7a7", "node": "#c9d9f0"}
 @dataclass
 class Drawing:
     """What `draw_graph` drew: the picture's size and, per node id, the pixel extent
-    (left, top, right, bottom; origin at the top left) of its box and of its text."""
+    (left, top, right, bottom; origin at the top left) of its box and of its text, and
+    the text itself."""
 
     width: int
     height: int
     boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     texts: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,8 +85,9 @@ def _text_size(text: str, size: float) -> tuple[float, float]:
     return width / 72.0, size * LINE * len(lines) / 72.0
 
 
-def _layout(spec: GraphSpec) -> tuple[dict, list[list[_Item]], list[tuple[str, str, list]]]:
-    """Items per column, placed (x, y in inches, y down), and the chains of the edges."""
+def _layout(spec: GraphSpec, where: dict[str, str] | None = None) -> tuple[dict, list[list[_Item]], list[tuple[str, str, list]]]:
+    """Items per column, placed (x, y in inches, y down), and the chains of the edges.
+    `where`: node id -> where it runs (a machine, a Ray node), written under its kind."""
     layer = {}
     for depth, nodes in enumerate(nx.topological_generations(spec.graph)):
         for node_id in nodes:
@@ -92,7 +95,8 @@ def _layout(spec: GraphSpec) -> tuple[dict, list[list[_Item]], list[tuple[str, s
     order = {node_id: i for i, node_id in enumerate(spec.nodes)}  # file order: the first ordering
     items: dict[object, _Item] = {}
     for node_id, node in spec.nodes.items():
-        extra = (f"\nx{node.replicas}" if node.replicas > 1 else "") + (f"\n@{_cut(node.machine)}" if node.machine else "")
+        place = (where or {}).get(node_id) or node.machine
+        extra = (f"\nx{node.replicas}" if node.replicas > 1 else "") + (f"\n@{_cut(place)}" if place else "")
         text = f"{_cut(node_id)}\n[{_cut(node.uses)}]{extra}"
         w, h = _text_size(text, NODE_FONT)
         items[node_id] = _Item(node_id, 2 * layer[node_id], w + 2 * BOX_PAD[0], h + 2 * BOX_PAD[1], text, "node")
@@ -256,16 +260,17 @@ def _edge_path(points: list[tuple[float, float]], level: set[int]):
     return MPath(vertices, codes)
 
 
-def draw_graph(spec: GraphSpec, path: str) -> Drawing:
+def draw_graph(spec: GraphSpec, path: str, where: dict[str, str] | None = None) -> Drawing:
     """Draw `spec` to the picture file `path` (its extension picks the format: .png, .svg,
-    .pdf...); returns what was drawn where, in pixels of a PNG."""
+    .pdf...); returns what was drawn where, in pixels of a PNG. `where`: node id -> the
+    place to write under it (default: its `machine:`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    items, _, chains = _layout(spec)
+    items, _, chains = _layout(spec, where)
     title = f"{spec.name}  ({spec.path})"
     title_w, title_h = _text_size(title, TITLE_FONT)
     content_w = max(i.x + i.width / 2 for i in items.values()) + MARGIN
@@ -337,7 +342,8 @@ def draw_graph(spec: GraphSpec, path: str) -> Drawing:
             box = artist.get_window_extent(renderer)
             return box.x0, px_h - box.y1, box.x1, px_h - box.y0
 
-        drawing = Drawing(px_w, px_h, {n: extent(p) for n, p in patches.items()}, {n: extent(t) for n, t in texts.items()})
+        drawing = Drawing(px_w, px_h, {n: extent(p) for n, p in patches.items()}, {n: extent(t) for n, t in texts.items()},
+                          {n: t.get_text() for n, t in texts.items()})
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi, facecolor="white")
     finally:

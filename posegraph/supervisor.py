@@ -384,6 +384,7 @@ class Supervisor:
             if proc.identity is not None and not proc.exited:
                 self.control.send(proc.identity, control.GRAPH, table=table)
         self.terminal.update(nodes)
+        self.write_metrics()  # during the run too: a cluster actor's driver, or a user, reads it as it goes
 
     def write_metrics(self) -> None:
         if not self.metrics_path:
@@ -396,8 +397,11 @@ class Supervisor:
                                                                "peers": m["peers"]}
                          | ({"status": m["status"]} if m["status"] else {})
                          for n, m in nodes.items()}}
-        Path(self.metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self.metrics_path).write_text(json.dumps(doc, indent=2))
+        path = Path(self.metrics_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fresh.write_text(json.dumps(doc, indent=2))
+        fresh.replace(path)  # whole: a reader never sees half a file
 
     # ----- the loop ------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:

@@ -60,6 +60,13 @@ class GroupWorker:
         return {"address": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
                 "hostname": socket.gethostname(), "pid": os.getpid()}
 
+    def progress(self) -> dict | None:
+        """The group's runner's metrics as it last wrote them (once a second), or None yet."""
+        try:
+            return json.loads((self.folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None
+
     def busy_ports(self, address: str, ports: list[int]) -> list[int]:
         busy = []
         for port in ports:
@@ -203,7 +210,7 @@ def run(spec: GraphSpec, args) -> int:
         for group in groups:
             actors[group.name] = remote.options(
                 num_cpus=group.num_cpus, num_gpus=group.num_gpus, resources=group.custom or None,
-                max_restarts=0, max_concurrency=2).remote(group.name)  # 2: `move` while `run` waits
+                max_restarts=0, max_concurrency=3).remote(group.name)  # 3: `move` and `progress` while `run` waits
         refs = {actors[g.name].where.remote(): g for g in groups}
         where: dict[str, dict] = {}
         deadline = started + timeout
@@ -265,7 +272,7 @@ def run(spec: GraphSpec, args) -> int:
             lost = where[group.name]["address"]
             actors[group.name] = remote.options(num_cpus=group.num_cpus, num_gpus=group.num_gpus,
                                                 resources=group.custom or None, max_restarts=0,
-                                                max_concurrency=2).remote(group.name)
+                                                max_concurrency=3).remote(group.name)
             ready, _ = ray.wait([ref := actors[group.name].where.remote()], timeout=timeout)
             if not ready:
                 reason = "no live node has that much" if not _fits_somewhere(ray, group) else "the cluster is full"
@@ -283,7 +290,7 @@ def run(spec: GraphSpec, args) -> int:
                   f"({info['hostname']}, node {info['node_id'][:8]})", flush=True)
             return None
 
-        return _wait(ray, runs, where, spec, args, started, start, replace)
+        return _wait(ray, runs, where, spec, args, started, start, replace, actors)
     finally:
         for actor in actors.values():
             try:
@@ -296,11 +303,71 @@ def run(spec: GraphSpec, args) -> int:
             pass
 
 
-def _wait(ray, runs: dict, where: dict, spec: GraphSpec, args, started: float, start, replace) -> int:
+def _live_view(args):
+    """A rich Live on stderr when it is a terminal and --no-live was not given; else None."""
+    from .. import logs
+
+    if args.no_live or logs.verbosity() < 0 or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.live import Live
+
+    live = Live(console=Console(file=sys.stderr), auto_refresh=False)
+    live.start()
+    return live
+
+
+def _progress(ray, actors: dict, groups: dict) -> dict:
+    """Each group's metrics so far (None where an actor does not answer within 2 s)."""
+    refs = {name: actors[name].progress.remote() for name in groups}
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=2.0)
+    got = {}
+    for name, ref in refs.items():
+        try:
+            got[name] = ray.get(ref) if ref in ready else None
+        except Exception:  # noqa: BLE001 - a lost actor: the run loop handles it
+            got[name] = None
+    return got
+
+
+def _wait(ray, runs: dict, where: dict, spec: GraphSpec, args, started: float, start, replace, actors) -> int:
+    """Every group's run to its end, a live table meanwhile (on a terminal), then the
+    final table with the Ray node of each node, and the run's metrics file."""
+    from .. import logs
+    from .view import cluster_table, render_text
+
+    groups = {g.name: list(g.nodes) for g in runs.values()}
     results: dict[str, dict] = {}
+    live = _live_view(args)
+    code = 1
+    try:
+        code = _collect(ray, runs, results, where, spec, start, replace, actors, groups, live, started)
+    finally:
+        final = None
+        if code == 0 and len(results) == len(groups) and logs.verbosity() >= 0:
+            final = cluster_table(spec.name, time.monotonic() - started, groups, where,
+                                  {name: result.get("metrics") for name, result in results.items()})
+        if live is not None:
+            live.update(final if final is not None else "", refresh=True)  # the final table stays on screen
+            live.stop()
+        elif final is not None:
+            print(render_text(final), end="", file=sys.stderr, flush=True)
+    if args.metrics:
+        _write_metrics(args.metrics, spec, results, where, groups)
+    return code
+
+
+def _collect(ray, runs, results, where, spec, start, replace, actors, groups, live, started) -> int:
+    """Wait for every group's runner (a lost actor's group started again where Ray has
+    room), printing each one's output as it ends; the first non-zero exit code, or 0."""
+    from .view import cluster_table
+
     pending = list(runs)
     code = 0
     while pending:
+        if live is not None:
+            live.update(cluster_table(spec.name, time.monotonic() - started, groups, where,
+                                      _progress(ray, actors, groups)), refresh=True)
         done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
         for ref in done:
             group = runs[ref]
@@ -316,21 +383,28 @@ def _wait(ray, runs: dict, where: dict, spec: GraphSpec, args, started: float, s
                 pending.append(fresh)
                 continue
             results[group.name] = result
-            for line in result["output"].splitlines():
-                print(f"[{group.name}] {line}", flush=True)
+            lines = [f"[{group.name}] {line}" for line in result["output"].splitlines()] or [f"[{group.name}] (no output)"]
+            if live is not None:  # above the live table
+                live.console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+            else:
+                print("\n".join(lines), flush=True)
             if result["code"] != 0 and code == 0:
                 code = result["code"]
-    if args.metrics:
-        nodes, seconds = {}, 0.0
-        for name, result in results.items():
-            metrics = result.get("metrics") or {}
-            seconds = max(seconds, metrics.get("seconds", 0.0))
-            for node_id, values in metrics.get("nodes", {}).items():
-                nodes[node_id] = values | {"ray_node": where[name]["address"], "group": name}
-        doc = {"graph": spec.name, "seconds": seconds, "cluster": {
-            name: {"ray_node": info["address"], "node_id": info["node_id"], "hostname": info["hostname"],
-                   "nodes": [n for n, g in ((n, g) for g in runs.values() for n in g.nodes) if g.name == name]}
-            for name, info in where.items()}, "nodes": nodes}
-        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.metrics).write_text(json.dumps(doc, indent=2))
     return code
+
+
+def _write_metrics(path: str, spec: GraphSpec, results: dict, where: dict, groups: dict) -> None:
+    """One file for the whole run: every node's numbers with the Ray node and group that ran it."""
+    nodes, seconds = {}, 0.0
+    for name, result in results.items():
+        metrics = result.get("metrics") or {}
+        seconds = max(seconds, metrics.get("seconds", 0.0))
+        for node_id, values in metrics.get("nodes", {}).items():
+            nodes[node_id] = values | {"ray_node": where[name]["address"], "hostname": where[name]["hostname"],
+                                       "group": name}
+    doc = {"graph": spec.name, "seconds": seconds, "cluster": {
+        name: {"ray_node": info["address"], "node_id": info["node_id"], "hostname": info["hostname"],
+               "nodes": groups.get(name, [])}
+        for name, info in where.items()}, "nodes": nodes}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=2))

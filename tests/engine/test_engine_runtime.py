@@ -50,6 +50,20 @@ def test_file_graph_ends_by_itself_with_every_frame_in_order(graph_run):
     assert nodes["hop1"]["rss_mb"] > 10
 
 
+def test_the_metrics_file_is_rewritten_during_the_run_and_complete_at_the_end(graph_run):
+    """--metrics is there before the run ends, counting what went through so far (a
+    cluster driver, or any program, watches it), and holds the final counts at the end."""
+    run = graph_run(chain(count=80, fps=20, w=64, h=48))  # 4 s
+    during, deadline = 0, time.monotonic() + 20
+    while time.monotonic() < deadline and not during and run.proc.poll() is None:
+        time.sleep(0.1)
+        if run.metrics_path.exists():
+            during = run.metrics["nodes"]["sink"]["frames_out"]
+    assert run.proc.poll() is None and 0 < during < 80, during  # seen while the run went on
+    assert run.wait() == 0, run.stderr
+    assert run.metrics["nodes"]["sink"]["frames_out"] == 80
+
+
 def test_tcp_links_carry_frames_as_bytes_intact(graph_run):
     run = graph_run(chain(count=100, w=640, h=480).replace("name: chain", "name: chain\ntransport: tcp\nbase_port: 47310"))
     assert run.wait() == 0, run.stderr

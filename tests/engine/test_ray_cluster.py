@@ -122,6 +122,88 @@ def test_the_pose_graph_on_the_ray_cluster_gives_the_single_machine_output(tmp_p
                                                           "g-embed: records.0"}
     assert "knn.0" not in str(metrics["nodes"]["embed"]["peers"])
     assert f"camera on Ray node {hosts['head'].addr}" in run.output and f"pose on Ray node {where['pose']}" in run.output
+    # the final table names each node's Ray node, and so does `draw --where` with the run's metrics
+    rows = table_rows(run.output)
+    assert set(rows) == set(metrics["nodes"]), run.output
+    for node_id, row in rows.items():
+        assert row["ray node"].startswith(where[node_id]) and row["out"] == str(metrics["nodes"][node_id]["frames_out"]), row
+    from posegraph.cluster.view import where_from_metrics
+    from posegraph.draw import draw_graph
+    from posegraph.spec import load_graph
+
+    labels = draw_graph(load_graph(tmp_path / "ray.yaml"), str(tmp_path / "ray.png"), where_from_metrics(metrics)).labels
+    assert all(labels[n].splitlines()[-1].startswith(f"@{where[n]}") for n in metrics["nodes"]), labels
+    drawn = subprocess.run([sys.executable, "-m", "posegraph", "draw", str(tmp_path / "ray.yaml"), "--where", str(run.metrics_path),
+                            "-o", str(tmp_path / "where.png")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr
+
+
+def table_rows(text: str) -> dict[str, dict]:
+    """node -> {column: cell} of the cluster table in `text` (the last one drawn)."""
+    lines = text.splitlines()
+    header_at = max(i for i, line in enumerate(lines) if line.startswith("┃ node"))
+    columns = [c.strip() for c in lines[header_at].strip("┃").split("┃")]
+    rows = {}
+    for line in lines[header_at + 2:]:
+        if not line.startswith("│"):
+            break
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        rows[cells[0]] = dict(zip(columns, cells))
+    return rows
+
+
+def test_the_live_table_on_a_terminal_shows_each_node_on_its_ray_node(tmp_path, cluster):
+    """The driver in a terminal (a pty in the head's namespace): a live table while the
+    groups run, redrawn in place (one table on the screen at the end, none left behind),
+    every node's row naming the Ray node its group runs on and counting its frames."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    from test_terminal_output import Screen
+
+    graph = cluster_graph(tmp_path, "live", fps=10)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, 150, 0, 0))
+    env = dict(cluster.env, TERM="screen")
+    metrics_path = tmp_path / "live.metrics.json"
+    proc = cluster.hosts[cluster.head].popen([sys.executable, "-m", "posegraph", "run", str(graph), "--cluster", cluster.address,
+                                              "--metrics", str(metrics_path)],
+                                             cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    data, deadline = b"", time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            elif proc.poll() is not None and not select.select([master], [], [], 0.3)[0]:
+                break
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = data.decode("utf-8", "replace")
+    assert proc.wait(timeout=10) == 0, text
+    screen = Screen(60, 150)
+    screen.feed(text)
+    lines = screen.text()
+    assert sum("┃ node" in line and "ray node" in line for line in lines) == 1, "\n".join(lines)
+    assert text.count("cluster_pose on Ray") >= 3, "the table was drawn while the run went on"
+    metrics = __import__("json").loads(metrics_path.read_text())
+    rows = table_rows("\n".join(lines))
+    assert set(rows) == set(metrics["nodes"]), "\n".join(lines)
+    for node_id, row in rows.items():
+        assert row["ray node"].startswith(metrics["nodes"][node_id]["ray_node"]), row
+        assert row["out"] == str(metrics["nodes"][node_id]["frames_out"]), row
 
 
 def test_without_cluster_ray_is_not_imported(tmp_path):
