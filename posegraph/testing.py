@@ -165,11 +165,12 @@ class GraphRun:
         return json.loads(self.metrics_path.read_text())
 
     def records(self, name: str = "sink.jsonl") -> list[dict]:
-        """The JSON lines written so far to `name` in the run's folder."""
+        """The JSON lines written so far to `name` in the run's folder: only whole lines,
+        as the one a sink is writing now has no newline yet."""
         path = self.dir / name
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
 
     def wait_for_records(self, count: int, name: str = "sink.jsonl", timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
