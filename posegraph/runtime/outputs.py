@@ -181,12 +181,7 @@ class Outputs:
             link.ready = True
             self._send_syncs(link)
             if restarted:  # the consumer lost what it held: send it all again, in order
-                link.unconsumed = collections.Counter(stream for stream, _ in link.outstanding)
-                for entry in link.outstanding.values():
-                    entry.consumed = False
-                    self._send(link, entry.frames)
-                for frames in link.eos.values():
-                    self._send(link, frames)
+                self._resend_unreleased(link)
 
     def moved(self, machine: str) -> None:
         """The consumers on `machine` are now at another address (the socket reconnected):
@@ -196,12 +191,17 @@ class Outputs:
             if link.config.machine != machine or not link.ready:
                 continue
             self._send_syncs(link)
-            link.unconsumed = collections.Counter(stream for stream, _ in link.outstanding)
-            for entry in link.outstanding.values():
-                entry.consumed = False
-                self._send(link, entry.frames)
-            for frames in link.eos.values():
-                self._send(link, frames)
+            self._resend_unreleased(link)
+
+    def _resend_unreleased(self, link: OutLink) -> None:
+        """Everything the link's consumer has not released, in order, then the ends of
+        stream sent on it: all of it counts as unconsumed again (credit)."""
+        link.unconsumed = collections.Counter(stream for stream, _ in link.outstanding)
+        for entry in link.outstanding.values():
+            entry.consumed = False
+            self._send(link, entry.frames)
+        for frames in link.eos.values():
+            self._send(link, frames)
 
     def _send_syncs(self, link: OutLink) -> None:
         """Tell a (re)started consumer, per stream, the first seq not yet released on this

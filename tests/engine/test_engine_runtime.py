@@ -146,6 +146,18 @@ def wait_for_restart(run, instance: str, old_pid: int, settle: float) -> None:
     time.sleep(settle)
 
 
+def kill_hop1_while_stopped(run, stopped: str, pause: float, settle: float) -> None:
+    """SIGSTOP `stopped` ("hop2.0", "sink.0"), wait `pause` s, SIGKILL hop1, wait for
+    its new process and `settle` s more, then SIGCONT `stopped`."""
+    held, _ = run.worker_pid(stopped)
+    os.kill(held, signal.SIGSTOP)
+    time.sleep(pause)
+    hop1, _ = run.worker_pid("hop1.0")
+    os.kill(hop1, signal.SIGKILL)
+    wait_for_restart(run, "hop1.0", hop1, settle=settle)
+    os.kill(held, signal.SIGCONT)
+
+
 def test_what_a_killed_node_sent_last_but_never_delivered_is_made_again(graph_run):
     """Over tcp, four 6.2 MB frames do not fit the kernel's socket buffers: with hop2
     stopped, what hop1 sends last waits in hop1's own socket and dies with it. Those seqs
@@ -153,13 +165,8 @@ def test_what_a_killed_node_sent_last_but_never_delivered_is_made_again(graph_ru
     them again."""
     run = graph_run(chain(count=90, fps=30, w=1920, h=1080).replace("name: chain", "name: chain\ntransport: tcp\nbase_port: 47330"))
     run.wait_for_records(20)
-    hop2, _ = run.worker_pid("hop2.0")
-    os.kill(hop2, signal.SIGSTOP)
-    time.sleep(0.3)  # hop1 sends what its credit allows; the last of it stays in its socket
-    hop1, _ = run.worker_pid("hop1.0")
-    os.kill(hop1, signal.SIGKILL)
-    wait_for_restart(run, "hop1.0", hop1, settle=1.0)
-    os.kill(hop2, signal.SIGCONT)
+    # with hop2 stopped, hop1 sends what its credit allows; the last of it stays in its socket
+    kill_hop1_while_stopped(run, "hop2.0", pause=0.3, settle=1.0)
     assert run.wait(timeout=60) == 0, run.stderr
     assert_complete_in_order(run.records(), 90)
 
@@ -171,13 +178,8 @@ def test_a_node_killed_while_its_consumer_holds_its_packets_is_restarted_and_not
     its acknowledgements reach it, or hop1's credit never comes back."""
     run = graph_run(chain(count=150, fps=0, w=320, h=240, sink_params=", delay_ms: 5"))
     run.wait_for_records(30)
-    sink, _ = run.worker_pid("sink.0")
-    os.kill(sink, signal.SIGSTOP)
-    time.sleep(0.3)  # hop2 fills up with packets it cannot send on
-    pid, _ = run.worker_pid("hop1.0")
-    os.kill(pid, signal.SIGKILL)
-    wait_for_restart(run, "hop1.0", pid, settle=1.5)  # the new hop1 has sent hop2 the seqs hop2 still holds
-    os.kill(sink, signal.SIGCONT)
+    # hop2 fills up with packets it cannot send on; settled, the new hop1 has sent hop2 the seqs it holds
+    kill_hop1_while_stopped(run, "sink.0", pause=0.3, settle=1.5)
     assert run.wait(timeout=60) == 0, run.stderr
     assert_complete_in_order(run.records(), 150)
     assert run.metrics["nodes"]["hop1"]["restarts"] == 1
@@ -192,13 +194,8 @@ def test_seqs_a_restarted_node_sends_again_do_not_free_slots_a_stopped_consumer_
     refuses stale references and waits forever."""
     run = graph_run(chain(count=200, fps=100, w=320, h=240, sink_params=", delay_ms: 2"))
     run.wait_for_records(30)
-    sink, _ = run.worker_pid("sink.0")
-    os.kill(sink, signal.SIGSTOP)
-    time.sleep(0.06)  # a few frames reach the sink's queue; hop2 holds one or two more
-    pid, _ = run.worker_pid("hop1.0")
-    os.kill(pid, signal.SIGKILL)
-    wait_for_restart(run, "hop1.0", pid, settle=1.5)
-    os.kill(sink, signal.SIGCONT)
+    # a few frames reach the sink's queue; hop2 holds one or two more
+    kill_hop1_while_stopped(run, "sink.0", pause=0.06, settle=1.5)
     assert run.wait(timeout=60) == 0, run.stderr
     assert_complete_in_order(run.records(), 200)
 

@@ -159,11 +159,10 @@ def test_the_live_table_on_a_terminal_shows_each_node_on_its_ray_node(tmp_path, 
     import fcntl
     import os
     import pty
-    import select
     import struct
     import termios
 
-    from test_terminal_output import Screen
+    from test_terminal_output import Screen, read_pty
 
     graph = cluster_graph(tmp_path, "live", fps=10)
     master, slave = pty.openpty()
@@ -174,24 +173,7 @@ def test_the_live_table_on_a_terminal_shows_each_node_on_its_ray_node(tmp_path, 
                                               "--metrics", str(metrics_path)],
                                              cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
-    data, deadline = b"", time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.1)[0]:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            elif proc.poll() is not None and not select.select([master], [], [], 0.3)[0]:
-                break
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    text = data.decode("utf-8", "replace")
+    text = read_pty(master, proc, timeout=240).decode("utf-8", "replace")
     assert proc.wait(timeout=10) == 0, text
     screen = Screen(60, 150)
     screen.feed(text)

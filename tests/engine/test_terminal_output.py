@@ -239,6 +239,15 @@ def in_a_terminal(args, rows: int = 30, cols: int = 100, cwd=ROOT, timeout: floa
     proc = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), *map(str, args)], cwd=cwd, stdin=slave,
                             stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
+    data = read_pty(master, proc, timeout)
+    screen = Screen(rows, cols)
+    screen.feed(data.decode("utf-8", "replace"))
+    return proc.wait(timeout=10), screen.text()
+
+
+def read_pty(master: int, proc, timeout: float) -> bytes:
+    """Everything `proc` writes to the pty whose master end is `master`, until it exits
+    (or `timeout`); closes `master` and kills `proc` if it is still running."""
     data, deadline = b"", time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -256,9 +265,7 @@ def in_a_terminal(args, rows: int = 30, cols: int = 100, cwd=ROOT, timeout: floa
         os.close(master)
         if proc.poll() is None:
             proc.kill()
-    screen = Screen(rows, cols)
-    screen.feed(data.decode("utf-8", "replace"))
-    return proc.wait(timeout=10), screen.text()
+    return data
 
 
 def test_the_live_table_in_a_tmux_terminal_is_drawn_once_with_the_outputs_below(tmp_path):
